@@ -1,0 +1,1 @@
+"""The `autolab` command line."""

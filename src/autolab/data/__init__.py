@@ -1,0 +1,1 @@
+"""Run store, event documents, MCAP recording, export bundles. No rclpy."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the run store, packaged so that an installed autolab can migrate."""

@@ -1,0 +1,1 @@
+"""Arm kinematics and planning, device state machines, serial drivers and emulators. No rclpy."""

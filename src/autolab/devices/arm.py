@@ -1,0 +1,417 @@
+"""The arm frontend: runs moves and transfers on any backend, checking each step against sensing.
+
+The frontend knows nothing of the machine (PyLabRobot's frontend/backend
+split): a backend executes a whole timed trajectory, commands the gripper and
+reports joint states, gripper sensing and its clock. Backends are the
+simulation (`sim/arm/joint_trajectory` topics) and ros2_control's
+FollowJointTrajectory; both live with the node, which owns the ROS wiring.
+
+Everything is planned before anything moves. While moving, the frontend
+watches for cancel (it then sends a stopping trajectory that decelerates
+within the acceleration limits), e-stop (the node calls `emergency_stop`
+from its safety callback, which stops the backend at once) and tracking
+errors. A grasp is verified from the gripper's sensing and a placement from
+the placement sensor (ground truth in the simulation); failures are errors,
+never success.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autolab.devices.errors import MotionError
+from autolab.devices.planner import ArmModel, LabwareShape, MotionPlanner, held_box, labware_box
+from autolab.devices.trajectory import Trajectory, stopping_trajectory
+from autolab.model.errors import InventoryError
+from autolab.model.inventory import IN_GRIPPER, Inventory
+
+# --- what a backend provides ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GripperSensing:
+    closed: bool
+    holding: bool
+    held_id: str
+    opening: float | None  # measured finger opening (m), when known
+
+
+@dataclass(frozen=True)
+class SensedPose:
+    """Where the placement sensor sees an item: world x, y, z (m), yaw (rad) and its location id."""
+
+    x: float
+    y: float
+    z: float
+    yaw: float
+    location: str
+
+
+class ArmBackend(ABC):
+    """One arm: executes timed trajectories, commands the gripper, reports state and time."""
+
+    name = "abstract"
+
+    @abstractmethod
+    def execute(self, trajectory: Trajectory) -> None:
+        """Start a trajectory now, replacing any running one (returns at once)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop now and hold position (the e-stop path: no deceleration profile)."""
+
+    @abstractmethod
+    def motion_finished(self) -> tuple[bool, str]:
+        """(finished, error sentence or ''): whether the last trajectory completed, and how."""
+
+    @abstractmethod
+    def command_gripper(self, opening: float) -> None:
+        """Finger opening in m; 0 closes, force-limited, on whatever is between the fingers."""
+
+    @abstractmethod
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(positions, velocities) of the arm joints in the arm's order, or None before the first sample."""
+
+    @abstractmethod
+    def gripper(self) -> GripperSensing | None: ...
+
+    @abstractmethod
+    def now(self) -> float:
+        """The backend's clock in seconds (sim time in simulation)."""
+
+
+PlacementSensor = Callable[[str], SensedPose | None]
+
+
+# --- outcomes --------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """Maps onto an action result: `code` is the name of the action's error constant."""
+
+    code: str = "NONE"
+    message: str = ""
+    final_positions: list[float] = field(default_factory=list)
+    placed: SensedPose | None = None
+    item: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "NONE"
+
+
+class _Abort(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Tolerances:
+    position_rad: float = 0.02  # final joint error accepted at the end of a trajectory
+    settle_s: float = 1.5  # sim seconds after a trajectory's end to reach the goal
+    gripper_s: float = 1.5  # sim seconds for the gripper to open or close
+    place_mm: float = 5.0
+    place_deg: float = 3.0
+    wall_factor: float = 4.0  # a wall-clock bound on every wait: sim seconds * factor + 10 s
+
+
+class ArmController:
+    """Runs goals one at a time (the node guarantees that) in the caller's thread."""
+
+    def __init__(self, model: ArmModel, backend: ArmBackend, inventory: Inventory, workcell,
+                 placement_sensor: PlacementSensor | None = None, tolerances: Tolerances | None = None,
+                 poll_s: float = 0.005) -> None:
+        self.model = model
+        self.planner = MotionPlanner(model)
+        self.backend = backend
+        self.inventory = inventory
+        self.workcell = workcell
+        self.sense_placement = placement_sensor
+        self.tol = tolerances or Tolerances()
+        self.poll_s = poll_s
+        self._estop = threading.Event()
+        self._estop_reason = ""
+        self.phase = ""
+
+    # --- safety -----------------------------------------------------------------------------------
+    def emergency_stop(self, reason: str) -> None:
+        """Called from the safety callback: stop the backend now; the running goal ends with ESTOP."""
+        self._estop_reason = reason
+        self._estop.set()
+        self.backend.stop()
+
+    def clear_estop(self) -> None:
+        self._estop.clear()
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def current(self) -> np.ndarray:
+        st = self.backend.joint_state()
+        if st is None:
+            raise _Abort("BACKEND_FAILURE", f"no joint states from the {self.backend.name} backend yet")
+        return st[0]
+
+    def labware_obstacles(self, exclude: str = "") -> list:
+        out = []
+        for item in self.inventory.items():
+            if item.id == exclude or item.location not in self.workcell.locations:
+                continue
+            loc = self.workcell.locations[item.location]
+            shape = LabwareShape.of(self.workcell.labware_types[item.type])
+            out.append(labware_box(f"labware:{item.id}", shape, loc.pose.x, loc.pose.y, loc.pose.z, loc.pose.yaw))
+        return out
+
+    def _check_interrupts(self, cancel: Callable[[], bool]) -> None:
+        if self._estop.is_set():
+            raise _Abort("ESTOP", f"stopped: {self._estop_reason}")
+        if cancel():
+            raise _Abort("CANCELED", "canceled")
+
+    def _wait(self, done: Callable[[], bool], sim_timeout: float, cancel: Callable[[], bool], what: str,
+              on_tick: Callable[[], None] | None = None) -> None:
+        """Wait for `done` within `sim_timeout` backend seconds (and a wall-clock bound)."""
+        t0 = self.backend.now()
+        wall_end = time.monotonic() + sim_timeout * self.tol.wall_factor + 10.0
+        while not done():
+            self._check_interrupts(cancel)
+            if on_tick is not None:
+                on_tick()
+            if self.backend.now() - t0 > sim_timeout:
+                raise _Abort("TIMEOUT", f"timed out waiting for {what} ({sim_timeout:.1f} s)")
+            if time.monotonic() > wall_end:
+                raise _Abort("TIMEOUT", f"timed out waiting for {what}: the backend clock is not advancing")
+            time.sleep(self.poll_s)
+
+    def _run(self, traj: Trajectory, cancel: Callable[[], bool],
+             feedback: Callable[[float], None] | None = None, watch: Callable[[], None] | None = None) -> None:
+        """Execute a trajectory and wait until the arm is at its end (or stop on cancel / e-stop)."""
+        self._check_interrupts(lambda: False)
+        if traj.duration <= 0.0:
+            return
+        self.backend.execute(traj)
+        t0 = self.backend.now()
+
+        def tick() -> None:
+            if feedback is not None:
+                feedback(min(1.0, max(0.0, (self.backend.now() - t0) / traj.duration)))
+            if watch is not None:
+                watch()
+
+        def arrived() -> bool:
+            finished, error = self.backend.motion_finished()
+            if error:
+                raise _Abort("TRACKING_ERROR", error)
+            st = self.backend.joint_state()
+            return finished and st is not None and float(np.max(np.abs(st[0] - traj.end))) < self.tol.position_rad
+
+        try:
+            self._wait(arrived, traj.duration + self.tol.settle_s, cancel, "the arm to reach its goal", tick)
+        except _Abort as exc:
+            if exc.code == "CANCELED":
+                self._stop_smoothly()
+            elif exc.code in ("TIMEOUT", "TRACKING_ERROR"):
+                self.backend.stop()
+                if exc.code == "TIMEOUT":
+                    raise _Abort("TRACKING_ERROR", f"the arm did not follow its trajectory: {exc}") from None
+            raise
+
+    def _stop_smoothly(self) -> None:
+        """Cancel: replace the running trajectory with a deceleration within the limits, and wait for rest."""
+        st = self.backend.joint_state()
+        if st is None:
+            self.backend.stop()
+            return
+        stop = stopping_trajectory(st[0], st[1], self.model.limits)
+        self.backend.execute(stop)
+        t0 = self.backend.now()
+        wall_end = time.monotonic() + (stop.duration + 1.0) * self.tol.wall_factor + 5.0
+        while self.backend.now() - t0 < stop.duration + 0.5 and time.monotonic() < wall_end:
+            if self._estop.is_set():
+                return
+            finished, _ = self.backend.motion_finished()
+            if finished:
+                return
+            time.sleep(self.poll_s)
+
+    def _gripper(self, opening: float, cancel: Callable[[], bool]) -> GripperSensing:
+        self.backend.command_gripper(opening)
+        t_cmd = self.backend.now()
+        last: list[float] = []
+
+        def settled() -> bool:
+            g = self.backend.gripper()
+            if g is None or g.opening is None:
+                return self.backend.now() - t_cmd > 0.8 * self.tol.gripper_s
+            last.append(g.opening)
+            if opening > 0:
+                return abs(g.opening - opening) < 0.002
+            # Closing: settled when the fingers stop moving (on labware or fully closed).
+            return len(last) > 20 and abs(last[-1] - last[-20]) < 2e-4 and self.backend.now() - t_cmd > 0.2
+
+        self._wait(settled, self.tol.gripper_s, cancel, "the gripper")
+        g = self.backend.gripper()
+        if g is None:
+            raise _Abort("BACKEND_FAILURE", "no gripper state from the backend")
+        return g
+
+    # --- goals ------------------------------------------------------------------------------------
+    def move(self, kind: str, cancel: Callable[[], bool], feedback: Callable[[str, float, np.ndarray], None],
+             named: str = "", joints: list[float] | None = None, joint_names: list[str] | None = None,
+             pose: np.ndarray | None = None, velocity_scale: float = 0.0, acceleration_scale: float = 0.0
+             ) -> Outcome:
+        """A MoveArm goal: kind is 'named', 'joints' or 'pose'."""
+        try:
+            limits = self.model.limits.scaled(velocity_scale, acceleration_scale)
+            q0 = self.current()
+            held_item = self.inventory.held()
+            g = self.backend.gripper()
+            held = None
+            opening = 0.0
+            if held_item is not None and g is not None and g.holding:
+                shape = LabwareShape.of(self.workcell.labware_types[held_item.type])
+                held, opening = held_box(f"held:{held_item.id}", shape), shape.width
+            elif g is not None and g.opening is not None:
+                opening = g.opening
+            self.planner.set_labware_obstacles(self.labware_obstacles())
+            self.phase = "plan"
+            if kind == "named":
+                q1 = self.planner.named(named)
+            elif kind == "joints":
+                q1 = self.planner.joint_goal(joints or [], joint_names or [])
+            elif kind == "pose":
+                if pose is None:
+                    raise _Abort("INVALID_GOAL", "a pose goal needs a pose")
+                q1 = self.planner.pose_goal(pose, q0, held, opening)
+            else:
+                raise _Abort("INVALID_GOAL", f"unknown target type {kind!r}")
+            traj = self.planner.plan_joints(q0, q1, limits, held, opening, what=f"move to {named or kind}")
+            self.phase = "move"
+            self._run(traj, cancel, lambda p: feedback("move", p, self.current()))
+            return Outcome("NONE", f"reached {named or kind} in {traj.duration:.2f} s",
+                           list(map(float, self.current())))
+        except MotionError as exc:
+            return Outcome(exc.code, str(exc), self._final())
+        except _Abort as exc:
+            return Outcome(exc.code, str(exc), self._final())
+
+    def _final(self) -> list[float]:
+        st = self.backend.joint_state()
+        return [float(v) for v in st[0]] if st is not None else []
+
+    def transfer(self, source: str, destination: str, item_id: str, cancel: Callable[[], bool],
+                 feedback: Callable[[str, float], None], velocity_scale: float = 0.0) -> Outcome:
+        """A Transfer goal: pick `item_id` (or whatever is there) at source and place it at destination."""
+        held_now = False
+        item_name = item_id
+        try:
+            for lid, role in ((source, "source"), (destination, "destination")):
+                if lid not in self.workcell.locations:
+                    raise _Abort("UNKNOWN_LOCATION", f"unknown {role} location {lid!r}")
+            try:
+                item = self.inventory.check_transfer(source, destination, item_id)
+            except InventoryError as exc:
+                raise _Abort(exc.code, str(exc)) from None
+            item_name = item.id
+            shape = LabwareShape.of(self.workcell.labware_types[item.type])
+            limits = self.model.limits.scaled(velocity_scale, velocity_scale)
+            q0 = self.current()
+            self.phase = "plan"
+            self.planner.set_labware_obstacles(self.labware_obstacles())
+            src, dst = self.workcell.locations[source], self.workcell.locations[destination]
+            plan = self.planner.plan_transfer(q0, src, dst, shape, item.id, limits)
+            total = plan.duration
+            done_before = 0.0
+
+            for seg in plan.segments:
+                self.phase = seg.phase
+                if seg.phase == "approach":
+                    self._gripper(plan.open_width, cancel)
+
+                def fb(p: float, seg=seg, done_before=done_before) -> None:
+                    feedback(seg.phase, (done_before + p * seg.trajectory.duration) / max(total, 1e-6))
+
+                watch = self._drop_watch(item.id) if held_now else None
+                self._run(seg.trajectory, cancel, fb, watch)
+                done_before += seg.trajectory.duration
+                if seg.phase == "grasp":
+                    g = self._gripper(0.0, cancel)
+                    if not g.holding or (g.held_id and g.held_id != item.id):
+                        self._recover_missed_grasp(plan, cancel)
+                        what = f"holding {g.held_id!r}" if g.holding else "nothing between the fingers"
+                        raise _Abort("GRASP_FAILED", f"grasp of {item.id} at {source} failed: the gripper "
+                                                     f"closed on {what}")
+                    self.inventory.picked(item.id)
+                    held_now = True
+                elif seg.phase == "place":
+                    self._gripper(plan.open_width, cancel)
+                    held_now = False
+                    self.inventory.placed(item.id, destination)
+            return self._verify_placement(item.id, dst, shape)
+        except MotionError as exc:
+            return Outcome(exc.code if exc.code != "NO_IK_SOLUTION" else "UNREACHABLE", str(exc), self._final(),
+                           item=item_name)
+        except _Abort as exc:
+            if held_now and exc.code in ("ESTOP", "CANCELED", "TRACKING_ERROR", "TIMEOUT"):
+                pass  # still in the gripper: the inventory says so
+            code = {"TIMEOUT": "BACKEND_FAILURE", "TRACKING_ERROR": "BACKEND_FAILURE"}.get(exc.code, exc.code)
+            return Outcome(code, str(exc), self._final(), item=item_name)
+
+    def _drop_watch(self, item_id: str) -> Callable[[], None]:
+        misses = [0]
+
+        def watch() -> None:
+            g = self.backend.gripper()
+            misses[0] = misses[0] + 1 if (g is not None and not g.holding) else 0
+            if misses[0] >= 3:  # a few consecutive samples: not a single dropped message
+                self.backend.stop()
+                self.inventory.lost(item_id)
+                raise _Abort("DROPPED", f"{item_id} was lost from the gripper during {self.phase}")
+
+        return watch
+
+    def _recover_missed_grasp(self, plan, cancel: Callable[[], bool]) -> None:
+        """Open again and rise back out of the location, so the cell is left clear for a retry."""
+        try:
+            self._gripper(plan.open_width, cancel)
+            lift = next(s for s in plan.segments if s.phase == "lift")
+            self._run(lift.trajectory, cancel)
+        except _Abort:
+            pass  # report the grasp failure, not the recovery's own trouble
+
+    def _verify_placement(self, item_id: str, dst, shape: LabwareShape) -> Outcome:
+        final = self._final()
+        if self.sense_placement is None:
+            return Outcome("NONE", f"placed {item_id} at {dst.id} (placement not sensed: this backend has no "
+                                   f"placement sensor)", final, item=item_id)
+        sensed = None
+        deadline = time.monotonic() + 2.0
+        while sensed is None and time.monotonic() < deadline:
+            sensed = self.sense_placement(item_id)
+            if sensed is None:
+                time.sleep(0.05)
+        if sensed is None:
+            self.inventory.lost(item_id)
+            return Outcome("PLACE_FAILED", f"{item_id} is not seen anywhere after placing it at {dst.id}", final,
+                           item=item_id)
+        err_mm = 1000.0 * math.dist((sensed.x, sensed.y, sensed.z), (dst.pose.x, dst.pose.y, dst.pose.z))
+        # Labware is symmetric under a half turn: compare yaw modulo pi.
+        err_deg = abs(math.degrees(math.remainder(sensed.yaw - dst.pose.yaw, math.pi)))
+        if err_mm > self.tol.place_mm or err_deg > self.tol.place_deg:
+            if sensed.location and sensed.location != dst.id:
+                self.inventory.lost(item_id)
+            return Outcome("PLACE_FAILED", f"{item_id} is {err_mm:.1f} mm and {err_deg:.1f} deg from {dst.id} "
+                                           f"after release (tolerance {self.tol.place_mm} mm, "
+                                           f"{self.tol.place_deg} deg)", final, sensed, item_id)
+        return Outcome("NONE", f"placed {item_id} at {dst.id}: {err_mm:.1f} mm, {err_deg:.2f} deg from the "
+                               f"location", final, sensed, item_id)
+
+
+__all__ = ["IN_GRIPPER", "ArmBackend", "ArmController", "GripperSensing", "Outcome", "SensedPose", "Tolerances"]

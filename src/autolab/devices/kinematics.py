@@ -1,0 +1,389 @@
+"""Forward kinematics of a serial arm read straight from its URDF.
+
+The URDF is parsed with xml.etree (no urdfpy) into joints and per-link
+collision primitives, so the planner, the collision checker and the sim all
+share one description of the robot. Poses are 4x4 homogeneous numpy arrays in
+metres; `fk` and `jacobian` are vectorised enough for a planner checking
+hundreds of configurations per goal.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autolab.devices.errors import RobotModelError
+
+# --- small rigid-transform helpers ---------------------------------------------
+
+
+def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """URDF convention: R = Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
+    cr, sr = math.cos(roll), math.sin(roll)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
+
+
+def transform(xyz=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) -> np.ndarray:
+    t = np.eye(4)
+    t[:3, :3] = rpy_matrix(*rpy)
+    t[:3, 3] = xyz
+    return t
+
+
+def axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rotation matrix about a unit axis (Rodrigues)."""
+    x, y, z = axis
+    c, s = math.cos(angle), math.sin(angle)
+    C = 1.0 - c
+    return np.array(
+        [
+            [c + x * x * C, x * y * C - z * s, x * z * C + y * s],
+            [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
+            [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
+        ]
+    )
+
+
+def rotation_vector(R: np.ndarray) -> np.ndarray:
+    """Log map of a rotation matrix: axis * angle (robust near 0 and pi)."""
+    cos = max(-1.0, min(1.0, (np.trace(R) - 1.0) / 2.0))
+    angle = math.acos(cos)
+    if angle < 1e-9:
+        return np.zeros(3)
+    if math.pi - angle < 1e-6:
+        # Near pi: axis from the largest diagonal element of (R + I) / 2.
+        M = (R + np.eye(3)) / 2.0
+        i = int(np.argmax(np.diag(M)))
+        axis = M[:, i] / math.sqrt(max(M[i, i], 1e-12))
+        return axis / np.linalg.norm(axis) * angle
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return w * (angle / (2.0 * math.sin(angle)))
+
+
+def pose_xyz_yaw(x: float, y: float, z: float, yaw: float) -> np.ndarray:
+    return transform((x, y, z), (0.0, 0.0, yaw))
+
+
+def yaw_of(T: np.ndarray) -> float:
+    return math.atan2(T[1, 0], T[0, 0])
+
+
+def quaternion_of(R: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation matrix."""
+    tr = np.trace(R)
+    if tr > 0:
+        s = math.sqrt(tr + 1.0) * 2
+        w, x, y, z = 0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
+    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
+        s = math.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2]) * 2
+        w, x, y, z = (R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
+    elif R[1, 1] > R[2, 2]:
+        s = math.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2]) * 2
+        w, x, y, z = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s
+    else:
+        s = math.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1]) * 2
+        w, x, y, z = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s
+    return (x, y, z, w)
+
+
+def matrix_of_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if n < 1e-12:
+        raise ValueError("zero-length quaternion")
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+# --- the robot model -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A collision primitive of a link, in the link frame: box (size), cylinder (radius, length), sphere."""
+
+    kind: str
+    origin: np.ndarray
+    size: tuple[float, ...]
+
+    def half_extents(self) -> np.ndarray:
+        """Half extents of the shape's bounding box in its own frame (cylinder axis along z)."""
+        if self.kind == "box":
+            return np.asarray(self.size) / 2.0
+        if self.kind == "cylinder":
+            r, length = self.size
+            return np.array([r, r, length / 2.0])
+        r = self.size[0]
+        return np.array([r, r, r])
+
+
+@dataclass(frozen=True)
+class Joint:
+    name: str
+    type: str  # revolute | continuous | prismatic | fixed
+    parent: str
+    child: str
+    origin: np.ndarray
+    axis: np.ndarray
+    lower: float = -math.inf
+    upper: float = math.inf
+    velocity: float = math.inf
+    effort: float = math.inf
+    mimic: str | None = None
+
+    @property
+    def movable(self) -> bool:
+        return self.type in ("revolute", "continuous", "prismatic") and self.mimic is None
+
+    def motion(self, q: float) -> np.ndarray:
+        t = np.eye(4)
+        if self.type in ("revolute", "continuous"):
+            t[:3, :3] = axis_angle(self.axis, q)
+        elif self.type == "prismatic":
+            t[:3, 3] = self.axis * q
+        return t
+
+
+@dataclass
+class RobotModel:
+    name: str
+    joints: dict[str, Joint]
+    shapes: dict[str, list[Shape]] = field(default_factory=dict)  # link -> collision shapes
+
+    def parent_joint(self, link: str) -> Joint | None:
+        for j in self.joints.values():
+            if j.child == link:
+                return j
+        return None
+
+    @property
+    def links(self) -> set[str]:
+        out = set(self.shapes)
+        for j in self.joints.values():
+            out.update((j.parent, j.child))
+        return out
+
+    def root(self) -> str:
+        children = {j.child for j in self.joints.values()}
+        roots = sorted(self.links - children)
+        if len(roots) != 1:
+            raise RobotModelError(f"robot {self.name!r} must have exactly one root link, found {roots}")
+        return roots[0]
+
+
+def _floats(text: str | None, n: int, default: float, where: str) -> tuple[float, ...]:
+    if text is None:
+        return (default,) * n
+    try:
+        vals = tuple(float(v) for v in text.split())
+    except ValueError as exc:
+        raise RobotModelError(f"{where}: expected {n} numbers, got {text!r}") from exc
+    if len(vals) != n:
+        raise RobotModelError(f"{where}: expected {n} numbers, got {text!r}")
+    return vals
+
+
+def _origin(el: ET.Element | None, where: str) -> np.ndarray:
+    if el is None:
+        return np.eye(4)
+    return transform(_floats(el.get("xyz"), 3, 0.0, where + "/origin@xyz"),
+                     _floats(el.get("rpy"), 3, 0.0, where + "/origin@rpy"))
+
+
+def parse_urdf(source: str | Path) -> RobotModel:
+    """Parse a URDF file (path) or XML text; raises RobotModelError naming the element at fault."""
+    text = Path(source).read_text() if isinstance(source, Path) or not str(source).lstrip().startswith("<") \
+        else str(source)
+    where_file = str(source) if isinstance(source, Path) else "<urdf>"
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise RobotModelError(f"{where_file}: not valid XML: {exc}") from exc
+    if root.tag != "robot":
+        raise RobotModelError(f"{where_file}: root element is <{root.tag}>, expected <robot>")
+    shapes: dict[str, list[Shape]] = {}
+    for link in root.findall("link"):
+        lname = link.get("name", "")
+        shapes[lname] = []
+        for i, col in enumerate(link.findall("collision")):
+            where = f"{where_file}: link {lname!r} collision {i}"
+            geom = col.find("geometry")
+            if geom is None or len(geom) == 0:
+                raise RobotModelError(f"{where}: missing <geometry>")
+            g = geom[0]
+            if g.tag == "box":
+                size = _floats(g.get("size"), 3, 0.0, where + "/box@size")
+            elif g.tag == "cylinder":
+                size = (float(g.get("radius", "0")), float(g.get("length", "0")))
+            elif g.tag == "sphere":
+                size = (float(g.get("radius", "0")),)
+            else:
+                continue  # meshes: not used for planning (primitives are required for collision checks)
+            shapes[lname].append(Shape(g.tag, _origin(col.find("origin"), where), size))
+    joints: dict[str, Joint] = {}
+    for j in root.findall("joint"):
+        name = j.get("name", "")
+        where = f"{where_file}: joint {name!r}"
+        jtype = j.get("type", "")
+        parent, child = j.find("parent"), j.find("child")
+        if parent is None or child is None:
+            raise RobotModelError(f"{where}: needs <parent link=...> and <child link=...>")
+        axis = np.array(_floats((j.find("axis").get("xyz") if j.find("axis") is not None else None),
+                                3, 0.0, where + "/axis"))
+        if jtype != "fixed":
+            if j.find("axis") is None:
+                axis = np.array([1.0, 0.0, 0.0])
+            norm = np.linalg.norm(axis)
+            if norm < 1e-9:
+                raise RobotModelError(f"{where}: axis has zero length")
+            axis = axis / norm
+        lim = j.find("limit")
+        lower, upper, vel, eff = -math.inf, math.inf, math.inf, math.inf
+        if lim is not None:
+            if jtype != "continuous":
+                lower = float(lim.get("lower", "0"))
+                upper = float(lim.get("upper", "0"))
+            vel = float(lim.get("velocity", "inf"))
+            eff = float(lim.get("effort", "inf"))
+        elif jtype in ("revolute", "prismatic"):
+            raise RobotModelError(f"{where}: a {jtype} joint needs <limit lower upper velocity effort>")
+        mimic = j.find("mimic")
+        joints[name] = Joint(
+            name=name, type=jtype, parent=parent.get("link", ""), child=child.get("link", ""),
+            origin=_origin(j.find("origin"), where), axis=axis, lower=lower, upper=upper,
+            velocity=vel, effort=eff, mimic=mimic.get("joint") if mimic is not None else None,
+        )
+    return RobotModel(root.get("name", ""), joints, shapes)
+
+
+class KinematicChain:
+    """The serial chain from `base_link` to `tip_link` of a RobotModel.
+
+    `base_pose` places the base link in the world, so all poses are in `world`.
+    """
+
+    def __init__(self, model: RobotModel, base_link: str, tip_link: str,
+                 base_pose: np.ndarray | None = None) -> None:
+        path: list[Joint] = []
+        link = tip_link
+        while link != base_link:
+            j = model.parent_joint(link)
+            if j is None:
+                raise RobotModelError(f"no kinematic chain from {base_link!r} to {tip_link!r} in {model.name!r}")
+            path.append(j)
+            link = j.parent
+        self.model = model
+        self.base_link = base_link
+        self.tip_link = tip_link
+        self.base_pose = np.eye(4) if base_pose is None else np.asarray(base_pose, dtype=float)
+        self.joints: list[Joint] = list(reversed(path))
+        self.active: list[Joint] = [j for j in self.joints if j.movable]
+        self.joint_names: list[str] = [j.name for j in self.active]
+        self.lower = np.array([j.lower for j in self.active])
+        self.upper = np.array([j.upper for j in self.active])
+        self.max_velocity = np.array([j.velocity for j in self.active])
+        # Links rigidly attached to the chain (below the tip or on side branches like fingers)
+        # are carried along in link_frames().
+        self._branches = self._side_links(model)
+
+    @property
+    def dof(self) -> int:
+        return len(self.active)
+
+    def _side_links(self, model: RobotModel) -> list[tuple[str, Joint]]:
+        """Links hanging off chain links (gripper fingers, tool bodies): (attached-to, joint), in order."""
+        on_chain = {self.base_link} | {j.child for j in self.joints}
+        out: list[tuple[str, Joint]] = []
+        frontier = list(on_chain)
+        seen = set(on_chain)
+        while frontier:
+            link = frontier.pop(0)
+            for j in model.joints.values():
+                if j.parent == link and j.child not in seen:
+                    out.append((link, j))
+                    seen.add(j.child)
+                    frontier.append(j.child)
+        return out
+
+    def link_frames(self, q: np.ndarray, extra: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """World pose of every link of the chain and its side branches; `extra` gives branch joint values."""
+        q = np.asarray(q, dtype=float)
+        frames = {self.base_link: self.base_pose}
+        T = self.base_pose
+        i = 0
+        for j in self.joints:
+            T = T @ j.origin
+            if j.movable:
+                T = T @ j.motion(q[i])
+                i += 1
+            frames[j.child] = T
+        extra = extra or {}
+        for parent, j in self._branches:
+            value = extra.get(j.name, extra.get(j.mimic or "", 0.0))
+            frames[j.child] = frames[parent] @ j.origin @ j.motion(value)
+        return frames
+
+    def fk(self, q: np.ndarray) -> np.ndarray:
+        """World pose of the tip link."""
+        q = np.asarray(q, dtype=float)
+        T = self.base_pose
+        i = 0
+        for j in self.joints:
+            T = T @ j.origin
+            if j.movable:
+                T = T @ j.motion(q[i])
+                i += 1
+        return T
+
+    def jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(tip pose, 6xN geometric Jacobian in the world frame: rows vx vy vz wx wy wz)."""
+        q = np.asarray(q, dtype=float)
+        T = self.base_pose
+        axes, origins, kinds = [], [], []
+        i = 0
+        for j in self.joints:
+            T = T @ j.origin
+            if j.movable:
+                axes.append(T[:3, :3] @ j.axis)
+                origins.append(T[:3, 3].copy())
+                kinds.append(j.type)
+                T = T @ j.motion(q[i])
+                i += 1
+        p = T[:3, 3]
+        J = np.zeros((6, len(axes)))
+        for k, (a, o, kind) in enumerate(zip(axes, origins, kinds, strict=True)):
+            if kind == "prismatic":
+                J[:3, k] = a
+            else:
+                J[:3, k] = np.cross(a, p - o)
+                J[3:, k] = a
+        return T, J
+
+    def within_limits(self, q: np.ndarray, tol: float = 1e-9) -> bool:
+        q = np.asarray(q)
+        return bool(np.all(q >= self.lower - tol) and np.all(q <= self.upper + tol))
+
+    def limit_violations(self, q: np.ndarray, tol: float = 1e-9) -> list[str]:
+        """Sentences naming each joint outside its limits."""
+        out = []
+        for name, v, lo, hi in zip(self.joint_names, q, self.lower, self.upper, strict=True):
+            if v < lo - tol or v > hi + tol:
+                out.append(f"{name}={v:.4f} outside [{lo:.4f}, {hi:.4f}]")
+        return out

@@ -1,0 +1,1 @@
+"""Web console and the HTTP/WebSocket API (auth, teleop, control lease)."""

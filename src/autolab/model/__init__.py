@@ -1,0 +1,1 @@
+"""Workcell description, labware, samples and lineage, protocols. No rclpy."""

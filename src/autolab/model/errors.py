@@ -1,0 +1,61 @@
+"""Named exceptions of the model layer (no rclpy).
+
+Each layer raises its own exceptions from one module so the edges (nodes, CLI,
+gateway) can turn them into error codes and sentences a person can act on.
+Other engineers append their model-layer exceptions here.
+"""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base of every model-layer error."""
+
+
+class DescriptionError(ModelError):
+    """The workcell description is invalid: names the file, the key and the problem.
+
+    `line` is the 1-based line in `file` where the offending key or value is,
+    when it is known, so an editor can jump to it.
+    """
+
+    def __init__(self, file: str, key: str, problem: str, line: int | None = None) -> None:
+        self.file = str(file)
+        self.key = key
+        self.problem = problem
+        self.line = line
+        where = f"{self.file}:{line}" if line else self.file
+        super().__init__(f"{where}: {key or '<top level>'}: {problem}")
+
+
+# --- tracked inventory (autolab.model.inventory) -------------------------------
+class InventoryError(ModelError):
+    """A move the tracked inventory refuses; `code` names the Transfer error it maps to."""
+
+    code = "INVALID_GOAL"
+
+
+class UnknownLocation(InventoryError):
+    code = "UNKNOWN_LOCATION"
+
+
+class UnknownLabware(InventoryError):
+    code = "WRONG_LABWARE"
+
+
+class SourceEmpty(InventoryError):
+    code = "SOURCE_EMPTY"
+
+
+class WrongLabware(InventoryError):
+    code = "WRONG_LABWARE"
+
+
+class DestinationOccupied(InventoryError):
+    code = "DESTINATION_OCCUPIED"
+
+
+class NotAccepted(InventoryError):
+    """The destination does not accept this labware type."""
+
+    code = "INVALID_GOAL"

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes, one per module. Domain logic lives in the layers below."""

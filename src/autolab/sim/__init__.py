@@ -1,0 +1,1 @@
+"""MuJoCo world built from the workcell description; simulated instrument physics. No rclpy."""

@@ -1,0 +1,442 @@
+"""Simulated instruments with real behaviour: durations, first-order thermal dynamics, liquids, readings.
+
+Each class is an `InstrumentBackend`, so the instrument node runs it directly
+(backend `sim`), and the serial emulators serve the very same objects over
+their line protocol (backend `serial` in tests): both paths share one physics.
+
+Time comes from an injected clock (seconds, monotonic or ROS time), scaled by
+`time_scale` so that an hour-long incubation can be simulated in seconds. State
+is advanced lazily whenever it is observed, so no thread is needed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from autolab.devices.errors import DeviceFault, LiquidHandlingError, NotReady
+from autolab.devices.instruments import InstrumentBackend, InstrumentStatus, OperationResult, Progress
+from autolab.model.labware import LabwareError, Liquid, PlateGeometry
+from autolab.sim.liquids import LiquidWorld, ReaderOptics, absorbance
+
+Clock = Callable[[], float]
+
+DOOR_TIME_S = 2.0
+
+
+class LiquidAccess(Protocol):
+    """The liquid world as seen by an instrument: in-process (`LiquidWorld`) or over ROS services."""
+
+    def dispense(self, dest: str, wells: Sequence[str], reagent_name: str,
+                 composition_um: Mapping[str, float] | None, volumes_ul: Sequence[float]) -> None: ...
+
+    def transfer(self, source: str, source_wells: Sequence[str], dest: str, dest_wells: Sequence[str],
+                 volumes_ul: Sequence[float]) -> None: ...
+
+    def contents(self, labware_id: str) -> tuple[PlateGeometry, dict[str, Liquid]]: ...
+
+
+class LocalLiquids:
+    """`LiquidAccess` on an in-process `LiquidWorld` (emulators, tests, single-process sims)."""
+
+    def __init__(self, world: LiquidWorld | None = None) -> None:
+        self.world = world or LiquidWorld()
+
+    def dispense(self, dest, wells, reagent_name, composition_um, volumes_ul) -> None:
+        self.world.dispense(dest, wells, self.world.reagent(reagent_name, composition_um), volumes_ul)
+
+    def transfer(self, source, source_wells, dest, dest_wells, volumes_ul) -> None:
+        self.world.transfer(source, source_wells, dest, dest_wells, volumes_ul)
+
+    def contents(self, labware_id):
+        return self.world.geometry(labware_id), self.world.contents(labware_id)
+
+
+@dataclass
+class FirstOrderThermal:
+    """dT/dt = (setpoint - T) / tau: a heated block or chamber with a thermostat."""
+
+    temperature_c: float = 22.0
+    setpoint_c: float = 22.0
+    tau_s: float = 120.0
+
+    def advance(self, dt: float) -> None:
+        if dt > 0:
+            self.temperature_c = self.setpoint_c + (self.temperature_c - self.setpoint_c) * math.exp(-dt / self.tau_s)
+
+    def time_to_within(self, band_c: float) -> float:
+        """Seconds until |T - setpoint| <= band (0 when already there)."""
+        error = abs(self.temperature_c - self.setpoint_c)
+        return 0.0 if error <= band_c else self.tau_s * math.log(error / band_c)
+
+
+@dataclass
+class _Job:
+    operation: str
+    params: dict[str, Any]
+    labware_id: str
+    started: float  # simulated seconds
+    duration: float
+    phases: tuple[tuple[float, str], ...]  # (fraction at which the phase starts, name)
+
+
+class SimInstrument(InstrumentBackend):
+    """Door, nest, one job at a time, durations. Subclasses add their physics."""
+
+    device_type = ""
+    model = "autolab-sim"
+
+    def __init__(self, device_id: str = "", clock: Clock = time.monotonic, time_scale: float = 1.0,
+                 liquids: LiquidAccess | None = None, seed: int = 0, ambient_c: float = 22.0) -> None:
+        if time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {time_scale}")
+        self.device_id = device_id or self.device_type
+        self._clock = clock
+        self._t0_wall = clock()
+        self.time_scale = time_scale
+        self.liquids = liquids
+        self.rng = np.random.default_rng(seed)
+        self.ambient_c = ambient_c
+        self.door_open = False
+        self.occupant = ""
+        self.error = ""
+        self._job: _Job | None = None
+        self._result: OperationResult | None = None
+        self._last_t = 0.0
+        self._lock = threading.RLock()
+
+    # --- time ---------------------------------------------------------------------
+    def now(self) -> float:
+        """Simulated seconds since creation."""
+        return (self._clock() - self._t0_wall) * self.time_scale
+
+    def _advance(self) -> None:
+        t = self.now()
+        dt, self._last_t = t - self._last_t, t
+        self.physics(max(dt, 0.0))
+        job = self._job
+        if job is not None and t - job.started >= job.duration:
+            self._job = None
+            try:
+                self._result = self.finish(job)
+            except (DeviceFault, LabwareError) as exc:
+                self.error = str(exc)
+                self._result = None
+
+    def physics(self, dt: float) -> None:
+        """Advance continuous state (temperatures) by dt simulated seconds."""
+
+    # --- InstrumentBackend -----------------------------------------------------------
+    def status(self) -> InstrumentStatus:
+        with self._lock:
+            self._advance()
+            job = self._job
+            return InstrumentStatus(
+                state="error" if self.error else ("busy" if job else "idle"),
+                door_open=self.door_open,
+                occupant=self.occupant,
+                operation=job.operation if job else "",
+                values=self.values(),
+                error=self.error,
+            )
+
+    def values(self) -> dict[str, float | str]:
+        return {}
+
+    def set_occupant(self, labware_id: str) -> None:
+        with self._lock:
+            self.occupant = labware_id
+
+    def start(self, operation: str, params: Mapping[str, Any], labware_id: str) -> None:
+        with self._lock:
+            self._advance()
+            if self._job is not None:
+                raise NotReady(f"busy with {self._job.operation}")
+            self.error = ""
+            self._result = None
+            params = dict(params)
+            labware_id = labware_id or (self.occupant if self.occupant != "?" else "")
+            if operation in ("open_door", "close_door"):
+                duration, phases = DOOR_TIME_S, ((0.0, "moving door"),)
+            else:
+                duration, phases = self.begin(operation, params, labware_id)
+            self._job = _Job(operation, params, labware_id, self.now(), duration, phases)
+
+    def progress(self) -> Progress:
+        with self._lock:
+            self._advance()
+            job = self._job
+            if job is None:
+                return Progress("done", 1.0, 0.0, done=True, readings=self.readings())
+            elapsed = self.now() - job.started
+            frac = min(1.0, elapsed / job.duration) if job.duration > 0 else 1.0
+            phase = [name for at, name in job.phases if frac >= at][-1] if job.phases else job.operation
+            return Progress(phase, frac, max(0.0, (job.duration - elapsed) / self.time_scale),
+                            readings=self.readings())
+
+    def readings(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.values().items() if isinstance(v, int | float)}
+
+    def result(self) -> OperationResult:
+        with self._lock:
+            self._advance()
+            if self.error:
+                raise DeviceFault(self.error)
+            if self._job is not None:
+                raise NotReady(f"{self._job.operation} is still running")
+            return self._result or OperationResult()
+
+    def abort(self) -> None:
+        with self._lock:
+            self._advance()
+            if self._job is not None:
+                self.aborted(self._job)
+            self._job = None
+            self._result = None
+
+    # --- per-type hooks -------------------------------------------------------------------
+    def begin(self, operation: str, params: dict[str, Any], labware_id: str,
+              ) -> tuple[float, tuple[tuple[float, str], ...]]:
+        """Check and start an operation: its simulated duration (s) and phases."""
+        raise NotReady(f"{operation} is not simulated by {type(self).__name__}")
+
+    def finish(self, job: _Job) -> OperationResult:
+        """Complete the effect of a job and build its result."""
+        if job.operation == "open_door":
+            self.door_open = True
+        elif job.operation == "close_door":
+            self.door_open = False
+        return OperationResult()
+
+    def aborted(self, job: _Job) -> None:
+        """Undo or settle the physical effect of an interrupted job."""
+
+
+class SimPlateReader(SimInstrument):
+    device_type = "plate_reader"
+
+    def __init__(self, *args: Any, optics: ReaderOptics | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optics = optics or ReaderOptics()
+
+    def begin(self, operation, params, labware_id):
+        if not labware_id:
+            raise NotReady("read_absorbance: no plate identity (nest empty and no labware given)")
+        if self.liquids is None:
+            raise NotReady("read_absorbance: this simulated reader has no liquid world attached")
+        # Filter-wheel move, then ~0.1 s per well (a photometer reading row by row).
+        n = len(params.get("wells") or ()) or 96
+        return 1.5 + 0.1 * n, ((0.0, "selecting wavelength"), (1.5 / (1.5 + 0.1 * n), "reading"))
+
+    def finish(self, job):
+        if job.operation != "read_absorbance":
+            return super().finish(job)
+        geometry, contents = self.liquids.contents(job.labware_id)
+        wells = job.params.get("wells") or geometry.well_names
+        wl = float(job.params["wavelength_nm"])
+        table: dict[str, float] = {}
+        for well in wells:
+            key = geometry.canonical(well)
+            true_od = absorbance(contents.get(key, Liquid()), geometry, wl, blank=self.optics.blank_od)
+            table[key] = round(self.optics.read(true_od, self.rng), 4)
+        values = list(table.values())
+        return OperationResult(
+            kind="absorbance_plate",
+            units="OD",
+            data={"labware_id": job.labware_id, "labware_type": geometry.labware_type, "wavelength_nm": wl,
+                  "units": "OD", "rows": geometry.rows, "cols": geometry.cols, "wells": table},
+            outputs=[("mean_absorbance", float(np.mean(values)), "OD"), ("max_absorbance", max(values), "OD"),
+                     ("wells_read", len(values), "")],
+        )
+
+
+class SimSealer(SimInstrument):
+    device_type = "sealer"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heater = FirstOrderThermal(self.ambient_c, self.ambient_c, tau_s=30.0)
+        self.sealed: set[str] = set()
+
+    def physics(self, dt):
+        self.heater.advance(dt)
+
+    def values(self):
+        return {"temperature_c": round(self.heater.temperature_c, 2), "setpoint_c": self.heater.setpoint_c}
+
+    def begin(self, operation, params, labware_id):
+        plate = labware_id or "?"
+        if operation == "seal":
+            if plate in self.sealed:
+                raise NotReady(f"plate {plate} is already sealed")
+            self.heater.setpoint_c = float(params["temperature_c"])
+            heat = self.heater.time_to_within(2.0)
+            total = heat + float(params["time_s"]) + 4.0
+            return total, ((0.0, "heating"), (heat / total, "sealing"), ((total - 4.0) / total, "releasing"))
+        if operation == "peel":
+            if plate not in self.sealed:
+                raise NotReady(f"plate {plate} has no seal to peel")
+            return 6.0, ((0.0, "peeling"),)
+        return super().begin(operation, params, labware_id)
+
+    def finish(self, job):
+        plate = job.labware_id or "?"
+        if job.operation == "seal":
+            self.sealed.add(plate)
+            return OperationResult(outputs=[("seal_temperature_c", round(self.heater.temperature_c, 1), "Cel")])
+        if job.operation == "peel":
+            self.sealed.discard(plate)
+            return OperationResult()
+        return super().finish(job)
+
+
+class SimIncubator(SimInstrument):
+    device_type = "incubator"
+
+    def __init__(self, *args: Any, slots: int = 22, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chamber = FirstOrderThermal(self.ambient_c, self.ambient_c, tau_s=300.0)
+        self.shake_rpm = 0.0
+        self.slots: dict[int, str] = {}
+        self.n_slots = slots
+
+    def physics(self, dt):
+        # An open door pulls the chamber towards ambient with its own, faster time constant.
+        if self.door_open:
+            open_chamber = FirstOrderThermal(self.chamber.temperature_c, self.ambient_c, tau_s=60.0)
+            open_chamber.advance(dt)
+            self.chamber.temperature_c = open_chamber.temperature_c
+        else:
+            self.chamber.advance(dt)
+
+    def values(self):
+        return {"temperature_c": round(self.chamber.temperature_c, 2), "setpoint_c": self.chamber.setpoint_c,
+                "shake_rpm": self.shake_rpm, "plates_stored": float(len(self.slots))}
+
+    def _check_slot(self, slot: int) -> None:
+        if not 1 <= slot <= self.n_slots:
+            raise NotReady(f"slot {slot} does not exist (1..{self.n_slots})")
+
+    def begin(self, operation, params, labware_id):
+        if operation == "set_temperature":
+            self.chamber.setpoint_c = float(params["temperature_c"])
+            return 0.0, ((0.0, "setting"),)
+        if operation == "incubate":
+            self.chamber.setpoint_c = float(params["temperature_c"])
+            self.shake_rpm = float(params["shake_rpm"])
+            warm = self.chamber.time_to_within(0.5)
+            total = warm + float(params["time_s"])
+            return total, ((0.0, "equilibrating"), (warm / total if total else 0.0, "incubating"))
+        if operation == "store":
+            slot = int(params["slot"])
+            self._check_slot(slot)
+            if slot in self.slots:
+                raise NotReady(f"slot {slot} already holds {self.slots[slot]}")
+            return 8.0, ((0.0, "storing"),)
+        if operation == "retrieve":
+            slot = int(params["slot"])
+            self._check_slot(slot)
+            if slot not in self.slots:
+                raise NotReady(f"slot {slot} is empty")
+            return 8.0, ((0.0, "retrieving"),)
+        return super().begin(operation, params, labware_id)
+
+    def finish(self, job):
+        if job.operation == "incubate":
+            self.shake_rpm = 0.0
+            return OperationResult(outputs=[("final_temperature_c", round(self.chamber.temperature_c, 2), "Cel")])
+        if job.operation == "store":
+            self.slots[int(job.params["slot"])] = job.labware_id or "?"
+            self.occupant = ""
+            return OperationResult()
+        if job.operation == "retrieve":
+            self.occupant = self.slots.pop(int(job.params["slot"]))
+            return OperationResult(outputs=[("labware_id", self.occupant, "")])
+        if job.operation == "set_temperature":
+            return OperationResult()
+        return super().finish(job)
+
+    def aborted(self, job):
+        if job.operation == "incubate":
+            self.shake_rpm = 0.0
+
+
+class SimLiquidHandler(SimInstrument):
+    """Liquids move when the operation starts (all or nothing); the duration models the pipetting."""
+
+    device_type = "liquid_handler"
+
+    def begin(self, operation, params, labware_id):
+        if operation not in ("dispense", "transfer", "aspirate"):
+            return super().begin(operation, params, labware_id)
+        if not labware_id:
+            raise NotReady(f"{operation}: no plate identity (nest empty and no labware given)")
+        if self.liquids is None:
+            raise NotReady(f"{operation}: this simulated liquid handler has no liquid world attached")
+        try:
+            if operation == "dispense":
+                composition = None
+                if params.get("components"):
+                    comps, concs = params["components"], params.get("concentrations_um") or []
+                    if len(comps) != len(concs):
+                        raise LabwareError("components and concentrations_um must have the same length")
+                    composition = dict(zip(comps, concs, strict=True))
+                self.liquids.dispense(labware_id, params["dest_wells"], params["reagent"], composition,
+                                      params["volume_ul"])
+                n = len(params["dest_wells"])
+            elif operation == "transfer":
+                self.liquids.transfer(params["source_labware"], params["source_wells"], labware_id,
+                                      params["dest_wells"], params["volume_ul"])
+                n = len(params["dest_wells"])
+            else:
+                self.liquids.transfer(labware_id, params["source_wells"], f"{self.device_id}.waste",
+                                      ["A1"] * len(params["source_wells"]), params["volume_ul"])
+                n = len(params["source_wells"])
+        except LabwareError as exc:
+            raise LiquidHandlingError(str(exc)) from exc
+        # An 8-channel head: one aspirate/dispense cycle (~6 s) per column of up to 8 wells.
+        total = 3.0 + 6.0 * math.ceil(n / 8)
+        return total, ((0.0, "pipetting"),)
+
+    def finish(self, job):
+        if job.operation in ("dispense", "transfer", "aspirate"):
+            vols = job.params["volume_ul"]
+            wells = job.params.get("dest_wells") or job.params.get("source_wells")
+            total = sum(vols) if len(vols) == len(wells) else vols[0] * len(wells)
+            data = {"operation": job.operation, "labware_id": job.labware_id, **job.params}
+            return OperationResult(kind="liquid_transfer", units="uL", data=data,
+                                   outputs=[("total_volume_ul", float(total), "uL"), ("wells", len(wells), "")])
+        return super().finish(job)
+
+
+class SimBarcodeScanner(SimInstrument):
+    device_type = "barcode_scanner"
+
+    def __init__(self, *args: Any, barcodes: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.barcodes = dict(barcodes or {})
+
+    def begin(self, operation, params, labware_id):
+        if operation == "scan":
+            return 0.3, ((0.0, "scanning"),)
+        return super().begin(operation, params, labware_id)
+
+    def finish(self, job):
+        if job.operation == "scan":
+            code = self.barcodes.get(job.labware_id, "")
+            if not code:
+                raise DeviceFault(f"no barcode read on {job.labware_id or 'the plate'} (NO READ)")
+            return OperationResult(kind="barcode", data={"labware_id": job.labware_id, "barcode": code},
+                                   outputs=[("barcode", code, "")])
+        return super().finish(job)
+
+
+SIM_CLASSES: dict[str, type[SimInstrument]] = {
+    cls.device_type: cls for cls in (SimPlateReader, SimSealer, SimIncubator, SimLiquidHandler, SimBarcodeScanner)
+}

@@ -1,0 +1,136 @@
+"""The recorder node, as a real process over DDS: documents in and out, a run's topics into MCAP."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytest.importorskip("autolab_interfaces.msg")
+
+from autolab_interfaces.msg import DeviceState, RunEvent  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from support.ros import wait_for  # noqa: E402
+
+from autolab.data.documents import RunDocuments, data_key  # noqa: E402
+from autolab.data.store import RunStore  # noqa: E402
+from autolab.nodes.qos import EVENTS, LATCHED, SENSOR, STREAM  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory, start_node, client_node):
+    root = tmp_path_factory.mktemp("recorder")
+    url = f"sqlite:///{root / 'runs.db'}"
+    store = RunStore.open(url)
+    # Latched before the recorder starts: it must still appear at the start of the recording.
+    arm_state = client_node.create_publisher(DeviceState, "/arm/state", LATCHED)
+    arm_state.publish(DeviceState(device_id="arm", status_text="idle"))
+    pubs = {
+        "joints": client_node.create_publisher(JointState, "/joint_states", STREAM),
+        "image": client_node.create_publisher(Image, "/camera/image_raw", SENSOR),
+        "ingest": client_node.create_publisher(RunEvent, "/recorder/ingest", EVENTS),
+        "arm": arm_state,
+    }
+    seen: list[RunEvent] = []
+    client_node.create_subscription(RunEvent, "/recorder/documents", seen.append, EVENTS)
+    proc = start_node("autolab.nodes.recorder", ros_args=[
+        "-p", f"store_url:={url}", "-p", f"data_dir:={root}", "-p", "discovery_period_s:=0.2",
+        "-p", "rate_limits:=['/camera/image_raw:2.0']",
+    ])
+    ex = client_node.executor_for_test
+
+    def spin(dt: float) -> None:
+        ex.spin_once(timeout_sec=dt)
+
+    wait_for(lambda: client_node.count_subscribers("/joint_states") > 0
+             and client_node.count_subscribers("/camera/image_raw") > 0
+             and client_node.count_subscribers("/recorder/ingest") > 0
+             and client_node.count_subscribers("/arm/state") > 0,
+             30, "the recorder to subscribe to the cell's topics", spin=spin)
+    yield {"store": store, "pubs": pubs, "seen": seen, "spin": spin, "proc": proc, "root": root}
+    store.close()
+
+
+def _publisher_docs(cell, run_id):
+    """A document stream without store access: it publishes to /recorder/ingest."""
+    def publish(kind, doc):
+        msg = RunEvent(run_id=run_id, doc_type=kind, uid=doc["uid"], json=json.dumps(doc))
+        cell["pubs"]["ingest"].publish(msg)
+    return RunDocuments(run_id, subscribers=[publish])
+
+
+@pytest.mark.timeout(90)
+def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(cell):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    store, pubs, spin = cell["store"], cell["pubs"], cell["spin"]
+    run_id = store.create_run("plate_prep", "steps: []", {}, "alice", "wc")
+    docs = _publisher_docs(cell, run_id)
+    sent: list[str] = []
+    docs.subscribe(lambda _kind, doc: sent.append(doc["uid"]))
+    docs.start(protocol="plate_prep")
+    desc = docs.descriptor("primary", {"temperature": data_key("number", "incubator1", "degC")})
+    wait_for(lambda: any(e.doc_type == "start" and e.run_id == run_id for e in cell["seen"]), 20,
+             "the start document to come back on /recorder/documents", spin=spin)
+    t_end = time.monotonic() + 2.0
+    n_joints = n_images = 0
+    while time.monotonic() < t_end:
+        pubs["joints"].publish(JointState(name=["j1"], position=[0.1 * n_joints]))
+        n_joints += 1
+        if n_joints % 2 == 0:
+            pubs["image"].publish(Image(height=2, width=2, encoding="mono8", step=2, data=[1, 2, 3, 4]))
+            n_images += 1
+        spin(0.02)
+    docs.event(desc, {"temperature": 37.0})
+    docs.stop("success")
+    wait_for(lambda: any(a.kind == "mcap" for a in store.artifacts(run_id)), 20,
+             "the MCAP file to be closed and registered", spin=spin)
+
+    path = next(a.path for a in store.artifacts(run_id) if a.kind == "mcap")
+    counts: dict[str, int] = {}
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        assert reader.get_header().profile == "ros2"
+        for schema, channel, _msg, decoded in reader.iter_decoded_messages():
+            assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            if channel.topic == "/arm/state":
+                assert decoded.device_id == "arm"
+    assert counts.get("/arm/state", 0) >= 1
+    assert counts.get("/joint_states", 0) >= n_joints // 2
+    # 2 Hz over ~2 s of images at ~25 Hz: a handful, not all of them.
+    assert 1 <= counts.get("/camera/image_raw", 0) <= 6 < n_images
+    assert [d["uid"] for d in store.documents(run_id)] == sent and len(sent) == 4
+
+
+@pytest.mark.timeout(60)
+def test_documents_written_straight_to_the_store_are_streamed_on_ros(cell):
+    store, spin = cell["store"], cell["spin"]
+    run_id = store.create_run("elisa", "steps: []", {}, "bob", "wc")
+    docs = RunDocuments(run_id, store)
+    docs.start(protocol="elisa")
+    docs.stop("abort", "operator aborted")
+    wait_for(lambda: [e.doc_type for e in cell["seen"] if e.run_id == run_id] == ["start", "stop"], 20,
+             "both documents on /recorder/documents", spin=spin)
+    stop = next(e for e in cell["seen"] if e.run_id == run_id and e.doc_type == "stop")
+    assert json.loads(stop.json)["reason"] == "operator aborted" and stop.uid == docs.stop_doc["uid"]
+
+
+@pytest.mark.timeout(60)
+def test_a_start_document_for_an_unknown_run_creates_the_run_and_bad_json_is_refused(cell):
+    from autolab.data.ids import new_id
+
+    store, spin, pubs = cell["store"], cell["spin"], cell["pubs"]
+    pubs["ingest"].publish(RunEvent(run_id=new_id(), doc_type="event", uid="bad", json="{not json"))
+    run_id = new_id()
+    docs = _publisher_docs(cell, run_id)
+    docs.start(protocol="remote_protocol", operator="carol")
+    wait_for(lambda: any(e.run_id == run_id for e in cell["seen"]), 20, "the start document", spin=spin)
+    run = store.get_run(run_id)
+    assert (run.protocol_name, run.operator) == ("remote_protocol", "carol")
+    assert "bad JSON" in cell["proc"].output()
+    assert cell["proc"].alive()
