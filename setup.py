@@ -16,7 +16,6 @@ NODES = {
     "vision_node": "autolab.nodes.vision:main",
     "executive_node": "autolab.nodes.executive:main",
     "recorder_node": "autolab.nodes.recorder:main",
-    "gateway_node": "autolab.nodes.gateway:main",
 }
 
 

@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             reader.result()
 
-        rows.append(_row("ALP full read: START+PROGRESS+RESULT (4 wells)", _timed(read_plate, max(ns.n // 10, 20)),
-                         b50))
+        rows.append(
+            _row("ALP full read: START+PROGRESS+RESULT (4 wells)", _timed(read_plate, max(ns.n // 10, 20)), b50)
+        )
         reader.close()
 
     with KeyenceSrEmulator({"plate1": "AL-P-000001"}, read_time_s=0.0, link=str(tmp / "sr")) as sr:

@@ -24,10 +24,10 @@ import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import cv2  # noqa: E402
+import cv2
 
-from autolab.devices.vision import CameraModel, MarkerDetector  # noqa: E402
-from autolab.sim import markers  # noqa: E402
+from autolab.devices.vision import CameraModel, MarkerDetector
+from autolab.sim import markers
 
 WIDTH, HEIGHT, FOVY = 640, 480, 45.0
 MARKER_M = markers.MARKER_SIDE_M  # side of the black square, as the detector is told
@@ -71,7 +71,8 @@ class MarkerScene:
   <worldbody>
     <geom type="plane" size="1 1 0.01" rgba="0.45 0.45 0.47 1"/>
     <body name="plate" mocap="true">
-      <geom type="box" pos="0 0 {PLATE[2] / 2}" size="{PLATE[0] / 2} {PLATE[1] / 2} {PLATE[2] / 2}" rgba="0.9 0.9 0.92 1"/>
+      <geom type="box" pos="0 0 {PLATE[2] / 2}" size="{PLATE[0] / 2} {PLATE[1] / 2} {PLATE[2] / 2}"
+            rgba="0.9 0.9 0.92 1"/>
       <geom type="box" pos="0 0 {PLATE[2] + 0.00025}" size="{half_label} {half_label} 0.00025" material="marker"/>
     </body>
     <camera name="cam" pos="0 0 {camera_height_m}" fovy="{FOVY}"/>
@@ -123,8 +124,15 @@ def angle_between(r1: np.ndarray, r2: np.ndarray) -> float:
 def sweep(n: int, seed: int = 0, max_tilt: float = 0.25) -> list[tuple[float, float, float, float]]:
     """Random plate poses that keep the label in view."""
     rng = np.random.default_rng(seed)
-    return [(float(rng.uniform(-0.12, 0.12)), float(rng.uniform(-0.08, 0.08)), float(rng.uniform(-math.pi, math.pi)),
-             float(rng.uniform(-max_tilt, max_tilt))) for _ in range(n)]
+    return [
+        (
+            float(rng.uniform(-0.12, 0.12)),
+            float(rng.uniform(-0.08, 0.08)),
+            float(rng.uniform(-math.pi, math.pi)),
+            float(rng.uniform(-max_tilt, max_tilt)),
+        )
+        for _ in range(n)
+    ]
 
 
 def measure(n: int = 100, camera_height_m: float = 0.4, seed: int = 0, marker_id: int = 1):
@@ -143,8 +151,13 @@ def measure(n: int = 100, camera_height_m: float = 0.4, seed: int = 0, marker_id
                 missed += 1
                 continue
             obs = found[0]
-            rows.append((float(np.linalg.norm(obs.position_m - truth.position_m)) * 1e3,
-                         math.degrees(angle_between(obs.rotation, truth.rotation)), ms))
+            rows.append(
+                (
+                    float(np.linalg.norm(obs.position_m - truth.position_m)) * 1e3,
+                    math.degrees(angle_between(obs.rotation, truth.rotation)),
+                    ms,
+                )
+            )
     finally:
         scene.close()
     return rows, missed
@@ -167,13 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     pos = [r[0] for r in rows]
     rot = [r[1] for r in rows]
     ms = [r[2] for r in rows]
-    print(f"vision: {len(rows)} of {ns.poses} poses detected ({missed} missed), {WIDTH}x{HEIGHT}, "
-          f"camera {ns.height:.2f} m above the floor, marker {MARKER_M * 1e3:.0f} mm")
-    print(f"  position error mm : p50 {_pct(pos, 50):.2f}  p90 {_pct(pos, 90):.2f}  p99 {_pct(pos, 99):.2f}  "
-          f"max {max(pos):.2f}  mean {statistics.fmean(pos):.2f}")
+    print(
+        f"vision: {len(rows)} of {ns.poses} poses detected ({missed} missed), {WIDTH}x{HEIGHT}, "
+        f"camera {ns.height:.2f} m above the floor, marker {MARKER_M * 1e3:.0f} mm"
+    )
+    print(
+        f"  position error mm : p50 {_pct(pos, 50):.2f}  p90 {_pct(pos, 90):.2f}  p99 {_pct(pos, 99):.2f}  "
+        f"max {max(pos):.2f}  mean {statistics.fmean(pos):.2f}"
+    )
     print(f"  rotation error deg: p50 {_pct(rot, 50):.2f}  p90 {_pct(rot, 90):.2f}  max {max(rot):.2f}")
-    print(f"  detect+solvePnP ms: p50 {_pct(ms, 50):.2f}  p99 {_pct(ms, 99):.2f}  "
-          f"(frame budget at 30 Hz: 33.3 ms -> {33.3 / _pct(ms, 50):.0f}x headroom at p50)")
+    print(
+        f"  detect+solvePnP ms: p50 {_pct(ms, 50):.2f}  p99 {_pct(ms, 99):.2f}  "
+        f"(frame budget at 30 Hz: 33.3 ms -> {33.3 / _pct(ms, 50):.0f}x headroom at p50)"
+    )
     return 0
 
 

@@ -15,12 +15,11 @@ import pytest
 
 pytest.importorskip("autolab_interfaces.msg")
 
-from autolab_interfaces.msg import RunEvent  # noqa: E402
-from support.ros import wait_for  # noqa: E402
-
-from autolab.data.documents import RunDocuments, data_key  # noqa: E402
-from autolab.data.store import RunStore  # noqa: E402
-from autolab.nodes.qos import EVENTS  # noqa: E402
+from autolab.data.documents import RunDocuments, data_key
+from autolab.data.store import RunStore
+from autolab.nodes.qos import EVENTS
+from autolab_interfaces.msg import RunEvent
+from support.ros import wait_for
 
 pytestmark = pytest.mark.ros
 

@@ -24,7 +24,10 @@ def run_id(store):
 def _read_stream(docs: RunDocuments) -> dict:
     return docs.descriptor(
         "reader1",
-        {"absorbance": data_key("array", "reader1", "AU", [2, 3]), "temperature": data_key("number", "reader1", "degC")},
+        {
+            "absorbance": data_key("array", "reader1", "AU", [2, 3]),
+            "temperature": data_key("number", "reader1", "degC"),
+        },
         configuration={"reader1": {"wavelength_nm": 600}},
     )
 

@@ -40,8 +40,9 @@ def device(tmp_path, world):
     started = []
 
     def make(device_type: str, plate: str = "plate1", timeout_s: float = 0.3, **sim):
-        emu = emulate(device_type, str(tmp_path / device_type), time_scale=100.0,
-                      liquids=LocalLiquids(world), **sim).start()
+        emu = emulate(
+            device_type, str(tmp_path / device_type), time_scale=100.0, liquids=LocalLiquids(world), **sim
+        ).start()
         started.append(emu)
         if plate:
             emu.place_plate(plate)
@@ -72,20 +73,23 @@ def test_frame_round_trips_and_checksum_is_nmea_xor():
     assert line.startswith(b">1F START op=seal temperature_c=165 wells=A1,B2*") and line.endswith(b"\r\n")
     frame = decode(line)
     assert (frame.seq, frame.verb, frame.args["wells"]) == (0x1F, "START", "A1,B2")
-    body = line[1:line.index(b"*")]
+    body = line[1 : line.index(b"*")]
     x = 0
     for b in body:
         x ^= b
-    assert line[line.index(b"*") + 1:-2] == f"{x:02X}".encode()
+    assert line[line.index(b"*") + 1 : -2] == f"{x:02X}".encode()
 
 
-@pytest.mark.parametrize("garbage, error", [
-    (b"\x00\xff\x13garbage", FramingError),
-    (b"hello*00", FramingError),
-    (b">01 STATUS", FramingError),  # no checksum
-    (b">01 STATUS*ZZ", FramingError),
-    (b">01*00", FramingError),
-])
+@pytest.mark.parametrize(
+    "garbage, error",
+    [
+        (b"\x00\xff\x13garbage", FramingError),
+        (b"hello*00", FramingError),
+        (b">01 STATUS", FramingError),  # no checksum
+        (b">01 STATUS*ZZ", FramingError),
+        (b">01*00", FramingError),
+    ],
+)
 def test_malformed_frames_raise_framing_errors_naming_the_fault(garbage, error):
     with pytest.raises(error):
         decode(garbage)

@@ -25,25 +25,40 @@ def record_plate_prep(store: RunStore, tmp: Path, plate: str = "P1") -> str:
     run_id = store.create_run("plate_prep", "version: 1\nname: plate_prep\n", {"dye_ul": 100}, "alice", "wc-1")
     docs = RunDocuments(run_id, store)
     docs.start(protocol="plate_prep", operator="alice", sample=plate)
-    stream = docs.descriptor("reader1", {"absorbance": data_key("array", "reader1", "AU", [8, 12])},
-                             configuration={"reader1": {"wavelength_nm": 600}})
+    stream = docs.descriptor(
+        "reader1",
+        {"absorbance": data_key("array", "reader1", "AU", [8, 12])},
+        configuration={"reader1": {"wavelength_nm": 600}},
+    )
     t = time.time()
     step = store.add_step(run_id, "move plate to liquid handler", "transfer")
-    store.record_command(run_id, "arm", "transfer", {"from": "hotel1.s1", "to": "liquid_handler1.nest"},
-                         {"duration_s": 5.1}, 0, t, t + 5.1, step_id=step, labware=plate)
+    store.record_command(
+        run_id,
+        "arm",
+        "transfer",
+        {"from": "hotel1.s1", "to": "liquid_handler1.nest"},
+        {"duration_s": 5.1},
+        0,
+        t,
+        t + 5.1,
+        step_id=step,
+        labware=plate,
+    )
     store.finish_step(step, "succeeded")
     step = store.add_step(run_id, "dilution series", "dispense")
     store.record_lineage(run_id, "RES1", None, None, None, "dye 1 mM", 5000, step_id=step, at=t + 6)
     store.record_lineage(run_id, plate, "A1", "RES1", None, "dye 1 mM", 200, step_id=step, at=t + 7)
     for col in range(2, 13):
-        store.record_lineage(run_id, plate, f"A{col}", plate, f"A{col - 1}", f"dye 1:{2 ** (col - 1)}", 100,
-                             step_id=step, at=t + 7 + col)
+        store.record_lineage(
+            run_id, plate, f"A{col}", plate, f"A{col - 1}", f"dye 1:{2 ** (col - 1)}", 100, step_id=step, at=t + 7 + col
+        )
     store.record_lineage(run_id, plate, None, "RES2", None, "buffer", 100, step_id=step, at=t + 20)
     store.finish_step(step, "succeeded")
     store.record_command(run_id, "sealer1", "seal", {"temperature_c": 170}, {}, 0, t + 30, t + 35, labware=plate)
-    grid = [[round(2.0 / 2 ** c, 4) if r == 0 else 0.04 for c in range(12)] for r in range(8)]
-    rec = store.add_measurement(run_id, "reader1", "absorbance", {"values": grid}, "AU", labware=plate,
-                                metadata={"wavelength_nm": 600})
+    grid = [[round(2.0 / 2**c, 4) if r == 0 else 0.04 for c in range(12)] for r in range(8)]
+    rec = store.add_measurement(
+        run_id, "reader1", "absorbance", {"values": grid}, "AU", labware=plate, metadata={"wavelength_nm": 600}
+    )
     docs.event(stream, {"absorbance": grid})
     store.add_measurement(run_id, "incubator1", "temperature", 37.02, "degC")
     store.record_operator_action(run_id, "alice", "acknowledge", {"checkpoint": "seal looks good"})
@@ -98,7 +113,7 @@ def test_bundle_holds_documents_tables_plot_and_recording(store, tmp_path):
     docs = [json.loads(line) for line in (root / "documents.jsonl").read_text().splitlines()]
     assert [d.get("exit_status") for d in docs][-1] == "success" and len(docs) == 4
 
-    wells = list(csv.DictReader(open(root / "tables" / "plate_wells.csv")))
+    wells = list(csv.DictReader((root / "tables" / "plate_wells.csv").read_text().splitlines()))
     assert len(wells) == 96
     a3 = next(w for w in wells if w["well"] == "A3")
     assert math.isclose(float(a3["value"]), 0.5) and a3["units"] == "AU" and a3["labware"] == "P1"
@@ -106,7 +121,7 @@ def test_bundle_holds_documents_tables_plot_and_recording(store, tmp_path):
     assert table.num_rows == 96 and table.column("value").to_pylist()[2] == 0.5
     lineage = pq.read_table(root / "tables" / "lineage.parquet").to_pylist()
     assert len(lineage) == 14 and {r["material"] for r in lineage} >= {"dye 1 mM", "buffer"}
-    assert len(list(csv.DictReader(open(root / "tables" / "commands.csv")))) == 2
+    assert len(list(csv.DictReader((root / "tables" / "commands.csv").read_text().splitlines()))) == 2
 
     plots = list((root / "plots").glob("*.png"))
     assert len(plots) == 1 and plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -22,17 +22,22 @@ def store_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def cell(start_node, store_url, client_node):
-    from autolab_interfaces.msg import DeviceState
-
     from autolab.nodes.qos import LATCHED
     from autolab.nodes.sync_client import SyncClient
+    from autolab_interfaces.msg import DeviceState
 
     liquids = start_node("autolab.nodes.sim_liquid_services")
     common = ["-p", f"time_scale:={TIME_SCALE}", "-p", f"store_url:={store_url}", "-p", "backend:=sim"]
-    lh = start_node("autolab.nodes.instrument", name="liquid_handler1",
-                    ros_args=["-r", "__node:=liquid_handler1", "-p", "type:=liquid_handler", *common])
-    reader = start_node("autolab.nodes.instrument", name="reader1",
-                        ros_args=["-r", "__node:=reader1", "-p", "type:=plate_reader", "-p", "seed:=7", *common])
+    lh = start_node(
+        "autolab.nodes.instrument",
+        name="liquid_handler1",
+        ros_args=["-r", "__node:=liquid_handler1", "-p", "type:=liquid_handler", *common],
+    )
+    reader = start_node(
+        "autolab.nodes.instrument",
+        name="reader1",
+        ros_args=["-r", "__node:=reader1", "-p", "type:=plate_reader", "-p", "seed:=7", *common],
+    )
     client = SyncClient(client_node, client_node.executor_for_test)
     for dev in ("liquid_handler1", "reader1"):
         try:
@@ -53,9 +58,8 @@ def _poses_type():
 
 def place(client, pub, device: str, labware_id: str) -> None:
     """Publish the world's labware poses with `labware_id` in `device`'s nest; wait for the device to see it."""
-    from autolab_interfaces.msg import DeviceState, LabwarePose, LabwarePoseArray
-
     from autolab.nodes.qos import LATCHED
+    from autolab_interfaces.msg import DeviceState, LabwarePose, LabwarePoseArray
 
     msg = LabwarePoseArray()
     if labware_id:
@@ -65,8 +69,9 @@ def place(client, pub, device: str, labware_id: str) -> None:
         item.confidence = 1.0
         msg.items = [item]
     pub.publish(msg)
-    client.wait_message(DeviceState, f"/{device}/state", LATCHED, timeout=10.0,
-                        predicate=lambda s: s.occupied == bool(labware_id))
+    client.wait_message(
+        DeviceState, f"/{device}/state", LATCHED, timeout=10.0, predicate=lambda s: s.occupied == bool(labware_id)
+    )
 
 
 def param(name: str, value, unit: str = ""):
@@ -75,8 +80,9 @@ def param(name: str, value, unit: str = ""):
     return param_msg(name, value, unit)
 
 
-def run(client, device: str, operation: str, params=(), run_id: str = "", labware: str = "", timeout=60.0,
-        feedback=None):
+def run(
+    client, device: str, operation: str, params=(), run_id: str = "", labware: str = "", timeout=60.0, feedback=None
+):
     from autolab_interfaces.action import InstrumentRun
 
     goal = InstrumentRun.Goal(operation=operation, parameters=list(params), run_id=run_id)
@@ -117,9 +123,17 @@ def test_reader_reads_plate_filled_by_liquid_handler_as_beer_lambert_predicts(ce
     place(client, pub, "liquid_handler1", "plate1")
     for stock in ("brilliant_blue_stock", "tartrazine_stock", "water"):
         wells = [w for w, mix in DESIGN.items() if stock in mix]
-        res = run(client, "liquid_handler1", "dispense",
-                  [param("reagent", stock), param("dest_wells", ",".join(wells)),
-                   param("volume_ul", [DESIGN[w][stock] for w in wells], "uL")], run_id=run_id)
+        res = run(
+            client,
+            "liquid_handler1",
+            "dispense",
+            [
+                param("reagent", stock),
+                param("dest_wells", ",".join(wells)),
+                param("volume_ul", [DESIGN[w][stock] for w in wells], "uL"),
+            ],
+            run_id=run_id,
+        )
         assert res.error_code == 0, res.error_msg
     lineage = store.lineage_records(run_id)
     assert {(r.dest_well, r.material) for r in lineage} >= {("A4", "tartrazine_stock"), ("B1", "water")}
@@ -127,8 +141,14 @@ def test_reader_reads_plate_filled_by_liquid_handler_as_beer_lambert_predicts(ce
     place(client, pub, "reader1", "plate1")
     feedback = []
     for wl in (630.0, 427.0):
-        res = run(client, "reader1", "read_absorbance", [param("wavelength_nm", wl, "nm")], run_id=run_id,
-                  feedback=feedback.append)
+        res = run(
+            client,
+            "reader1",
+            "read_absorbance",
+            [param("wavelength_nm", wl, "nm")],
+            run_id=run_id,
+            feedback=feedback.append,
+        )
         assert res.error_code == 0, res.error_msg
         assert res.data.run_id == run_id and res.data.kind == "absorbance_plate"
         record = store.get_measurement(res.data.record_id)
@@ -149,8 +169,11 @@ def test_reader_reads_plate_filled_by_liquid_handler_as_beer_lambert_predicts(ce
 
 
 def reads_of(store, run_id: str, wavelength: float) -> dict[str, float]:
-    return next(m.data["wells"] for m in store.measurements(run_id)
-                if m.kind == "absorbance_plate" and m.metadata["wavelength_nm"] == wavelength)
+    return next(
+        m.data["wells"]
+        for m in store.measurements(run_id)
+        if m.kind == "absorbance_plate" and m.metadata["wavelength_nm"] == wavelength
+    )
 
 
 def test_overflowing_dispense_is_a_liquid_error_and_changes_nothing(cell):
@@ -159,15 +182,22 @@ def test_overflowing_dispense_is_a_liquid_error_and_changes_nothing(cell):
 
     client, pub = cell
     place(client, pub, "liquid_handler1", "plate2")
-    ok = run(client, "liquid_handler1", "dispense",
-             [param("reagent", "water"), param("dest_wells", "C1"), param("volume_ul", 300.0, "uL")])
+    ok = run(
+        client,
+        "liquid_handler1",
+        "dispense",
+        [param("reagent", "water"), param("dest_wells", "C1"), param("volume_ul", 300.0, "uL")],
+    )
     assert ok.error_code == 0, ok.error_msg
-    res = run(client, "liquid_handler1", "dispense",
-              [param("reagent", "water"), param("dest_wells", "C2,C1"), param("volume_ul", 100.0, "uL")])
+    res = run(
+        client,
+        "liquid_handler1",
+        "dispense",
+        [param("reagent", "water"), param("dest_wells", "C2,C1"), param("volume_ul", 100.0, "uL")],
+    )
     assert res.error_code == InstrumentRun.Result.LIQUID_ERROR
     assert "overflow" in res.error_msg and "C1" in res.error_msg
-    contents = client.call(GetWellContents, "/sim/liquids/get_contents",
-                           GetWellContents.Request(labware_id="plate2"))
+    contents = client.call(GetWellContents, "/sim/liquids/get_contents", GetWellContents.Request(labware_id="plate2"))
     assert {w.well: w.volume_ul for w in contents.wells} == {"C1": pytest.approx(300.0)}  # C2 untouched
 
 
@@ -191,10 +221,9 @@ def test_bad_requests_get_named_errors_before_anything_moves(cell):
 
 
 def test_open_door_blocks_a_read_until_closed(cell):
+    from autolab.nodes.qos import LATCHED
     from autolab_interfaces.action import InstrumentRun
     from autolab_interfaces.msg import DeviceState
-
-    from autolab.nodes.qos import LATCHED
 
     client, pub = cell
     place(client, pub, "reader1", "plate1")
@@ -204,12 +233,20 @@ def test_open_door_blocks_a_read_until_closed(cell):
     res = run(client, "reader1", "read_absorbance", [param("wavelength_nm", 600.0)])
     assert res.error_code == InstrumentRun.Result.NOT_READY and "door is open" in res.error_msg
     assert run(client, "reader1", "close_door").error_code == 0
-    assert run(client, "reader1", "read_absorbance", [param("wavelength_nm", 600.0), param("wells", "A1")],
-               ).error_code == 0
+    assert (
+        run(
+            client,
+            "reader1",
+            "read_absorbance",
+            [param("wavelength_nm", 600.0), param("wells", "A1")],
+        ).error_code
+        == 0
+    )
 
 
 def test_cancel_stops_a_running_read(cell):
     from action_msgs.msg import GoalStatus
+
     from autolab_interfaces.action import InstrumentRun
 
     client, pub = cell
@@ -221,5 +258,12 @@ def test_cancel_stops_a_running_read(cell):
     status, result = client.result(handle, timeout=10.0)
     assert status == GoalStatus.STATUS_CANCELED and result.error_code == InstrumentRun.Result.CANCELED
     # ... and the instrument is free again.
-    assert run(client, "reader1", "read_absorbance", [param("wavelength_nm", 450.0), param("wells", "A1")],
-               ).error_code == 0
+    assert (
+        run(
+            client,
+            "reader1",
+            "read_absorbance",
+            [param("wavelength_nm", 450.0), param("wells", "A1")],
+        ).error_code
+        == 0
+    )

@@ -23,9 +23,22 @@ class EmulatorProcess:
     def __init__(self, link: Path, *args: str) -> None:
         self.link = link
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "autolab.devices.emulators.alp", "--type", "plate_reader", "--link", str(link),
-             "--time-scale", "20", *args],
-            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "autolab.devices.emulators.alp",
+                "--type",
+                "plate_reader",
+                "--link",
+                str(link),
+                "--time-scale",
+                "20",
+                *args,
+            ],
+            cwd=str(REPO),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         deadline = time.monotonic() + 20
         while not link.exists():
@@ -47,9 +60,24 @@ def setup(start_node, client_node, tmp_path_factory):
     link = tmp / "reader1.tty"
     emulator = EmulatorProcess(link, "--plate", "plate1")
     store_url = f"sqlite:///{tmp / 'autolab.db'}"
-    node = start_node("autolab.nodes.instrument", name="reader1", ros_args=[
-        "-r", "__node:=reader1", "-p", "type:=plate_reader", "-p", "backend:=serial",
-        "-p", f"port:={link}", "-p", "timeout_s:=0.3", "-p", f"store_url:={store_url}"])
+    node = start_node(
+        "autolab.nodes.instrument",
+        name="reader1",
+        ros_args=[
+            "-r",
+            "__node:=reader1",
+            "-p",
+            "type:=plate_reader",
+            "-p",
+            "backend:=serial",
+            "-p",
+            f"port:={link}",
+            "-p",
+            "timeout_s:=0.3",
+            "-p",
+            f"store_url:={store_url}",
+        ],
+    )
     client = SyncClient(client_node, client_node.executor_for_test)
     holder = {"emulator": emulator}
     yield client, node, link, store_url, holder
@@ -57,20 +85,19 @@ def setup(start_node, client_node, tmp_path_factory):
 
 
 def state(client, predicate, timeout=15.0):
-    from autolab_interfaces.msg import DeviceState
-
     from autolab.nodes.qos import LATCHED
+    from autolab_interfaces.msg import DeviceState
 
     return client.wait_message(DeviceState, "/reader1/state", LATCHED, timeout=timeout, predicate=predicate)
 
 
 def read(client, wells: str = "A1,B2"):
+    from autolab.nodes.instrument import param_msg
     from autolab_interfaces.action import InstrumentRun
 
-    from autolab.nodes.instrument import param_msg
-
-    goal = InstrumentRun.Goal(operation="read_absorbance",
-                              parameters=[param_msg("wavelength_nm", 600.0, "nm"), param_msg("wells", wells)])
+    goal = InstrumentRun.Goal(
+        operation="read_absorbance", parameters=[param_msg("wavelength_nm", 600.0, "nm"), param_msg("wells", wells)]
+    )
     return client.run_action(InstrumentRun, "/reader1/run", goal, timeout=30.0)[1]
 
 
@@ -106,8 +133,9 @@ def test_unplugged_device_is_offline_and_a_goal_gets_communication_error(setup):
 
 
 def test_bad_type_parameter_stops_the_node_with_a_sentence(start_node):
-    proc = start_node("autolab.nodes.instrument", name="toaster",
-                      ros_args=["-r", "__node:=toaster1", "-p", "type:=toaster"])
+    proc = start_node(
+        "autolab.nodes.instrument", name="toaster", ros_args=["-r", "__node:=toaster1", "-p", "type:=toaster"]
+    )
     proc.proc.wait(timeout=30)
     assert proc.proc.returncode == 1
     assert "parameter 'type' = 'toaster' is not one of" in proc.output()

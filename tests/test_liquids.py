@@ -9,6 +9,7 @@ import pytest
 
 from autolab.devices.errors import DeviceFault, InvalidOperation, InvalidParameters, NotReady
 from autolab.devices.instruments import Instrument
+from autolab.model.errors import UnknownReagent
 from autolab.model.labware import (
     DEFAULT_PLATE,
     Liquid,
@@ -31,7 +32,7 @@ from autolab.sim.instruments import (
     SimLiquidHandler,
     SimPlateReader,
 )
-from autolab.sim.liquids import DYES, LiquidWorld, ReaderOptics, UnknownReagent, absorbance
+from autolab.sim.liquids import DYES, LiquidWorld, ReaderOptics, absorbance
 
 BLUE = Reagent("blue", {"brilliant_blue": 20.0})
 

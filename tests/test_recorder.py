@@ -9,13 +9,13 @@ import pytest
 
 pytest.importorskip("autolab_interfaces.msg")
 
-from autolab_interfaces.msg import DeviceState, RunEvent  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
-from support.ros import wait_for  # noqa: E402
+from sensor_msgs.msg import Image, JointState
 
-from autolab.data.documents import RunDocuments, data_key  # noqa: E402
-from autolab.data.store import RunStore  # noqa: E402
-from autolab.nodes.qos import EVENTS, LATCHED, SENSOR, STREAM  # noqa: E402
+from autolab.data.documents import RunDocuments, data_key
+from autolab.data.store import RunStore
+from autolab.nodes.qos import EVENTS, LATCHED, SENSOR, STREAM
+from autolab_interfaces.msg import DeviceState, RunEvent
+from support.ros import wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -36,29 +36,46 @@ def cell(tmp_path_factory, start_node, client_node):
     }
     seen: list[RunEvent] = []
     client_node.create_subscription(RunEvent, "/recorder/documents", seen.append, EVENTS)
-    proc = start_node("autolab.nodes.recorder", ros_args=[
-        "-p", f"store_url:={url}", "-p", f"data_dir:={root}", "-p", "discovery_period_s:=0.2",
-        "-p", "rate_limits:=['/camera/image_raw:2.0']",
-    ])
+    proc = start_node(
+        "autolab.nodes.recorder",
+        ros_args=[
+            "-p",
+            f"store_url:={url}",
+            "-p",
+            f"data_dir:={root}",
+            "-p",
+            "discovery_period_s:=0.2",
+            "-p",
+            "rate_limits:=['/camera/image_raw:2.0']",
+        ],
+    )
     ex = client_node.executor_for_test
 
     def spin(dt: float) -> None:
         ex.spin_once(timeout_sec=dt)
 
-    wait_for(lambda: client_node.count_subscribers("/joint_states") > 0
-             and client_node.count_subscribers("/camera/image_raw") > 0
-             and client_node.count_subscribers("/recorder/ingest") > 0
-             and client_node.count_subscribers("/arm/state") > 0,
-             30, "the recorder to subscribe to the cell's topics", spin=spin)
+    wait_for(
+        lambda: (
+            client_node.count_subscribers("/joint_states") > 0
+            and client_node.count_subscribers("/camera/image_raw") > 0
+            and client_node.count_subscribers("/recorder/ingest") > 0
+            and client_node.count_subscribers("/arm/state") > 0
+        ),
+        30,
+        "the recorder to subscribe to the cell's topics",
+        spin=spin,
+    )
     yield {"store": store, "pubs": pubs, "seen": seen, "spin": spin, "proc": proc, "root": root}
     store.close()
 
 
 def _publisher_docs(cell, run_id):
     """A document stream without store access: it publishes to /recorder/ingest."""
+
     def publish(kind, doc):
         msg = RunEvent(run_id=run_id, doc_type=kind, uid=doc["uid"], json=json.dumps(doc))
         cell["pubs"]["ingest"].publish(msg)
+
     return RunDocuments(run_id, subscribers=[publish])
 
 
@@ -74,8 +91,12 @@ def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(ce
     docs.subscribe(lambda _kind, doc: sent.append(doc["uid"]))
     docs.start(protocol="plate_prep")
     desc = docs.descriptor("primary", {"temperature": data_key("number", "incubator1", "degC")})
-    wait_for(lambda: any(e.doc_type == "start" and e.run_id == run_id for e in cell["seen"]), 20,
-             "the start document to come back on /recorder/documents", spin=spin)
+    wait_for(
+        lambda: any(e.doc_type == "start" and e.run_id == run_id for e in cell["seen"]),
+        20,
+        "the start document to come back on /recorder/documents",
+        spin=spin,
+    )
     t_end = time.monotonic() + 2.0
     n_joints = n_images = 0
     while time.monotonic() < t_end:
@@ -87,8 +108,12 @@ def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(ce
         spin(0.02)
     docs.event(desc, {"temperature": 37.0})
     docs.stop("success")
-    wait_for(lambda: any(a.kind == "mcap" for a in store.artifacts(run_id)), 20,
-             "the MCAP file to be closed and registered", spin=spin)
+    wait_for(
+        lambda: any(a.kind == "mcap" for a in store.artifacts(run_id)),
+        20,
+        "the MCAP file to be closed and registered",
+        spin=spin,
+    )
 
     path = next(a.path for a in store.artifacts(run_id) if a.kind == "mcap")
     counts: dict[str, int] = {}
@@ -114,8 +139,12 @@ def test_documents_written_straight_to_the_store_are_streamed_on_ros(cell):
     docs = RunDocuments(run_id, store)
     docs.start(protocol="elisa")
     docs.stop("abort", "operator aborted")
-    wait_for(lambda: [e.doc_type for e in cell["seen"] if e.run_id == run_id] == ["start", "stop"], 20,
-             "both documents on /recorder/documents", spin=spin)
+    wait_for(
+        lambda: [e.doc_type for e in cell["seen"] if e.run_id == run_id] == ["start", "stop"],
+        20,
+        "both documents on /recorder/documents",
+        spin=spin,
+    )
     stop = next(e for e in cell["seen"] if e.run_id == run_id and e.doc_type == "stop")
     assert json.loads(stop.json)["reason"] == "operator aborted" and stop.uid == docs.stop_doc["uid"]
 

@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
-from test_export import record_plate_prep
 
 from autolab.data.store import RunStore
+from test_export import record_plate_prep
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,9 @@ def cell(tmp_path_factory):
     store = RunStore.open(url)
     prep = record_plate_prep(store, root)
     old = store.create_run("elisa", "steps: []", {}, "bob", "wc-1", started_at=time.time() - 5 * 86400)
-    store.record_command(old, "reader1", "read", {}, {}, 7, time.time(), time.time(), error_msg="lamp failure",
-                         labware="P7")
+    store.record_command(
+        old, "reader1", "read", {}, {}, 7, time.time(), time.time(), error_msg="lamp failure", labware="P7"
+    )
     store.finish_run(old, "failed", "reader1: lamp failure")
     store.close()
     return {"url": url, "prep": prep, "old": old, "root": root}
@@ -30,8 +31,9 @@ def cell(tmp_path_factory):
 
 def autolab(cell, *argv: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, AUTOLAB_STORE_URL=cell["url"])
-    return subprocess.run([sys.executable, "-m", "autolab.cli.main", "runs", *argv], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "autolab.cli.main", "runs", *argv], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_list_shows_runs_newest_first_and_filters(cell):

@@ -73,8 +73,16 @@ def test_measurement_round_trips_with_units_step_and_labware(store):
     run_id = _run(store)
     step = store.add_step(run_id, "read plate", "instrument")
     grid = [[0.1 * c + r for c in range(12)] for r in range(8)]
-    rec = store.add_measurement(run_id, "reader1", "absorbance", {"values": grid}, "AU", step_id=step,
-                                labware="P1", metadata={"wavelength_nm": 600})
+    rec = store.add_measurement(
+        run_id,
+        "reader1",
+        "absorbance",
+        {"values": grid},
+        "AU",
+        step_id=step,
+        labware="P1",
+        metadata={"wavelength_nm": 600},
+    )
     m = store.get_measurement(rec)
     assert m.data == {"values": grid} and m.units == "AU" and m.step_id == step
     assert m.labware == "P1" and m.metadata == {"wavelength_nm": 600}
@@ -100,8 +108,18 @@ def test_commands_steps_and_operator_actions_are_recorded(store):
     run_id = _run(store)
     step = store.add_step(run_id, "move P1 to reader", "transfer", step_key="steps[0]")
     t0 = time.time()
-    cmd = store.record_command(run_id, "arm", "transfer", {"from": "hotel1.s1", "to": "reader1.nest"},
-                               {"duration_s": 4.2}, 0, t0, t0 + 4.2, step_id=step, labware="P1")
+    cmd = store.record_command(
+        run_id,
+        "arm",
+        "transfer",
+        {"from": "hotel1.s1", "to": "reader1.nest"},
+        {"duration_s": 4.2},
+        0,
+        t0,
+        t0 + 4.2,
+        step_id=step,
+        labware="P1",
+    )
     store.record_command(run_id, "reader1", "read", {}, {}, 3, t0 + 5, t0 + 6, error_msg="door jammed")
     store.finish_step(step, "succeeded")
     act = store.record_operator_action(run_id, "bob", "acknowledge", {"checkpoint": "check seal"})
@@ -127,12 +145,14 @@ def test_lineage_follows_a_dilution_series_back_to_its_stock_and_forward(store):
     store.add_measurement(run_b, "reader1", "absorbance", {"wells": {"A1": 0.42}}, "AU", labware="P2")
 
     report = store.lineage("P2:a1")
-    anc = [(e.depth, e.record.source_labware, e.record.material) for e in report.entries
-           if e.direction == "ancestor"]
-    assert anc == [(2, None, "dye stock 1 mM"), (1, "RES1", "dye stock 1 mM"), (1, None, "buffer"),
-                   (0, "P1", "dye 1:2")]
-    des = [(e.depth, e.record.dest_labware, e.record.dest_well) for e in report.entries
-           if e.direction == "descendant"]
+    anc = [(e.depth, e.record.source_labware, e.record.material) for e in report.entries if e.direction == "ancestor"]
+    assert anc == [
+        (2, None, "dye stock 1 mM"),
+        (1, "RES1", "dye stock 1 mM"),
+        (1, None, "buffer"),
+        (0, "P1", "dye 1:2"),
+    ]
+    des = [(e.depth, e.record.dest_labware, e.record.dest_well) for e in report.entries if e.direction == "descendant"]
     assert des == [(0, "P3", "B4")]
     assert set(report.run_ids) == {run_a, run_b}
     assert [m.labware for m in report.measurements] == ["P2"]

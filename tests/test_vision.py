@@ -75,17 +75,18 @@ def test_quaternion_of_a_half_turn_is_exact():
     r = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x
     assert np.allclose(rotation_to_quaternion(r), (1.0, 0.0, 0.0, 0.0))
     c, s = math.cos(0.3), math.sin(0.3)
-    assert np.allclose(rotation_to_quaternion(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])),
-                       (0, 0, math.sin(0.15), math.cos(0.15)))
+    assert np.allclose(
+        rotation_to_quaternion(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])), (0, 0, math.sin(0.15), math.cos(0.15))
+    )
 
 
 @pytest.mark.ros
 def test_vision_node_reports_identity_and_pose_of_a_plate(bench, start_node, client_node):
-    from autolab_interfaces.msg import DetectionArray
     from sensor_msgs.msg import CameraInfo, Image
 
     from autolab.nodes.qos import SENSOR, STREAM
     from autolab.nodes.sync_client import SyncClient
+    from autolab_interfaces.msg import DetectionArray
 
     scene = bench.MarkerScene(marker_id=1)  # plate1 carries ArUco id 1 in config/workcell.yaml
     try:
@@ -104,9 +105,11 @@ def test_vision_node_reports_identity_and_pose_of_a_plate(bench, start_node, cli
     pub_info = client_node.create_publisher(CameraInfo, "camera/camera_info", SENSOR)
     pub_image = client_node.create_publisher(Image, "camera/image_raw", SENSOR)
     got: list[DetectionArray] = []
-    sub = client_node.create_subscription(DetectionArray, "vision/detections",
-                                          lambda m: got.append(m) if m.detections else None, STREAM)
+    sub = client_node.create_subscription(
+        DetectionArray, "vision/detections", lambda m: got.append(m) if m.detections else None, STREAM
+    )
     try:
+
         def publish_until_detected() -> bool:
             pub_info.publish(info)
             pub_image.publish(image)

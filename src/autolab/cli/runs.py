@@ -38,15 +38,19 @@ def parse_when(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"'{text}' is not a time: use an ISO date (2026-05-01, 2026-05-01T12:00), "
-            "an age (30m, 3h, 2d, 1w), 'today' or 'yesterday'") from None
+            "an age (30m, 3h, 2d, 1w), 'today' or 'yesterday'"
+        ) from None
     if when.tzinfo is None:
         when = when.astimezone()  # local time, as a person typing a date means
     return when.timestamp()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default=os.environ.get("AUTOLAB_STORE_URL"),
-                        help="run store URL (default: $AUTOLAB_STORE_URL or the local SQLite store)")
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("AUTOLAB_STORE_URL"),
+        help="run store URL (default: $AUTOLAB_STORE_URL or the local SQLite store)",
+    )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("list", help="list runs, newest first")
     p.add_argument("--since", type=parse_when, help="started at or after (ISO date/time, or an age: 3h, 2d)")
@@ -104,16 +108,32 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _list(store, args) -> int:
-    runs = store.list_runs(since=args.since, until=args.until, protocol=args.protocol, outcome=args.outcome,
-                           sample=args.sample, limit=args.limit or None)
+    runs = store.list_runs(
+        since=args.since,
+        until=args.until,
+        protocol=args.protocol,
+        outcome=args.outcome,
+        sample=args.sample,
+        limit=args.limit or None,
+    )
     if args.json:
         print(json.dumps([{k: v for k, v in asdict(r).items() if k != "protocol_text"} for r in runs], indent=2))
         return 0
     if not runs:
         print("no runs match")
         return 0
-    rows = [[r.id, _fmt_time(r.started_at), _fmt_duration(r.duration_s), r.outcome, r.protocol_name,
-             r.operator or "-", (r.error[:50] + "...") if len(r.error) > 53 else r.error] for r in runs]
+    rows = [
+        [
+            r.id,
+            _fmt_time(r.started_at),
+            _fmt_duration(r.duration_s),
+            r.outcome,
+            r.protocol_name,
+            r.operator or "-",
+            (r.error[:50] + "...") if len(r.error) > 53 else r.error,
+        ]
+        for r in runs
+    ]
     print(_table(["RUN", "STARTED", "DURATION", "OUTCOME", "PROTOCOL", "OPERATOR", "ERROR"], rows))
     return 0
 
@@ -126,13 +146,17 @@ def _show(store, args) -> int:
         print(json.dumps({**asdict(run), "counts": counts, "artifacts": [asdict(a) for a in artifacts]}, indent=2))
         return 0
     fields = [
-        ("run", run.id), ("protocol", f"{run.protocol_name} (sha256 {run.protocol_hash[:12]})"),
+        ("run", run.id),
+        ("protocol", f"{run.protocol_name} (sha256 {run.protocol_hash[:12]})"),
         ("outcome", run.outcome + (f": {run.error}" if run.error else "")),
-        ("started", _fmt_time(run.started_at)), ("ended", _fmt_time(run.ended_at)),
-        ("duration", _fmt_duration(run.duration_s)), ("operator", run.operator or "-"),
+        ("started", _fmt_time(run.started_at)),
+        ("ended", _fmt_time(run.ended_at)),
+        ("duration", _fmt_duration(run.duration_s)),
+        ("operator", run.operator or "-"),
         ("parameters", json.dumps(run.parameters)),
         ("software", f"autolab {run.software_version} @ {run.git_sha}"),
-        ("workcell", run.workcell_hash or "-"), ("host", run.host),
+        ("workcell", run.workcell_hash or "-"),
+        ("host", run.host),
         ("records", ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())),
     ]
     fields += [(f"file ({a.kind})", a.path) for a in artifacts]

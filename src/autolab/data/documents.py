@@ -41,8 +41,7 @@ EXIT_STATUSES = ("success", "fail", "abort")
 Subscriber = Callable[[str, dict], None]
 
 
-def data_key(dtype: str, source: str, units: str | None = None, shape: list[int] | tuple = (),
-             **extra: Any) -> dict:
+def data_key(dtype: str, source: str, units: str | None = None, shape: list[int] | tuple = (), **extra: Any) -> dict:
     """A descriptor's data key: what one column of a stream holds."""
     key = {"dtype": dtype, "shape": list(shape), "source": source, **extra}
     if units is not None:
@@ -77,8 +76,9 @@ def _check_value(stream: str, name: str, key: Mapping, value: Any) -> None:
         "array": isinstance(value, list | tuple) or hasattr(value, "tolist"),
     }[dtype]
     if not ok:
-        raise DocumentError(f"event of stream '{stream}': '{name}' is {type(value).__name__}, "
-                            f"but its descriptor says {dtype}")
+        raise DocumentError(
+            f"event of stream '{stream}': '{name}' is {type(value).__name__}, but its descriptor says {dtype}"
+        )
 
 
 class RunDocuments:
@@ -130,8 +130,13 @@ class RunDocuments:
             self.start_doc = doc
             return self._emit("start", doc)
 
-    def descriptor(self, name: str, data_keys: Mapping[str, Mapping], configuration: Mapping | None = None,
-                   object_keys: Mapping[str, list[str]] | None = None) -> dict:
+    def descriptor(
+        self,
+        name: str,
+        data_keys: Mapping[str, Mapping],
+        configuration: Mapping | None = None,
+        object_keys: Mapping[str, list[str]] | None = None,
+    ) -> dict:
         """Declare a stream `name` and its data keys; returns the descriptor (its uid keys events).
 
         `configuration` maps a device to its settings for this stream, e.g.
@@ -156,16 +161,20 @@ class RunDocuments:
                     grouped.setdefault(v["source"], []).append(k)
                 object_keys = grouped
             doc = {
-                "uid": new_id(), "time": now(), "run_start": self.start_doc["uid"], "run_id": self.run_id,
-                "name": name, "data_keys": keys, "configuration": config, "object_keys": dict(object_keys),
+                **self._linked(),
+                "name": name,
+                "data_keys": keys,
+                "configuration": config,
+                "object_keys": dict(object_keys),
             }
             self._descriptors[doc["uid"]] = doc
             self._by_name[name] = doc["uid"]
             self._seq[doc["uid"]] = 0
             return self._emit("descriptor", doc)
 
-    def event(self, descriptor: Mapping | str, data: Mapping[str, Any],
-              timestamps: Mapping[str, float] | None = None) -> dict:
+    def event(
+        self, descriptor: Mapping | str, data: Mapping[str, Any], timestamps: Mapping[str, float] | None = None
+    ) -> dict:
         """One row of a stream; `descriptor` is the descriptor doc, its uid, or the stream name.
 
         The row must carry exactly the descriptor's data keys (a missing reading is None).
@@ -181,16 +190,26 @@ class RunDocuments:
             if set(data) != set(keys):
                 missing = sorted(set(keys) - set(data))
                 extra = sorted(set(data) - set(keys))
-                raise DocumentError(f"event of stream '{desc['name']}' does not match its descriptor"
-                                    f" (missing: {missing or 'none'}; undeclared: {extra or 'none'})")
+                raise DocumentError(
+                    f"event of stream '{desc['name']}' does not match its descriptor"
+                    f" (missing: {missing or 'none'}; undeclared: {extra or 'none'})"
+                )
             for k, v in data.items():
                 _check_value(desc["name"], k, keys[k], v)
             t = now()
             stamps = {k: t for k in data}
             stamps.update(timestamps or {})
             self._seq[uid] += 1
-            doc = {"uid": new_id(), "time": t, "descriptor": uid, "run_id": self.run_id,
-                   "seq_num": self._seq[uid], "data": dict(data), "timestamps": stamps, "filled": {}}
+            doc = {
+                "uid": new_id(),
+                "time": t,
+                "descriptor": uid,
+                "run_id": self.run_id,
+                "seq_num": self._seq[uid],
+                "data": dict(data),
+                "timestamps": stamps,
+                "filled": {},
+            }
             return self._emit("event", doc)
 
     def stop(self, exit_status: str = "success", reason: str = "") -> dict:
@@ -199,11 +218,18 @@ class RunDocuments:
             self._require_open("stop")
             if exit_status not in EXIT_STATUSES:
                 raise DocumentError(f"exit_status must be one of {', '.join(EXIT_STATUSES)}, not {exit_status!r}")
-            doc = {"uid": new_id(), "time": now(), "run_start": self.start_doc["uid"], "run_id": self.run_id,
-                   "exit_status": exit_status, "reason": reason,
-                   "num_events": {d["name"]: self._seq[u] for u, d in self._descriptors.items()}}
+            doc = {
+                **self._linked(),
+                "exit_status": exit_status,
+                "reason": reason,
+                "num_events": {d["name"]: self._seq[u] for u, d in self._descriptors.items()},
+            }
             self.stop_doc = doc
             return self._emit("stop", doc)
+
+    def _linked(self) -> dict:
+        """The fields of a document that belongs to this run's start document."""
+        return {"uid": new_id(), "time": now(), "run_start": self.start_doc["uid"], "run_id": self.run_id}
 
     def stream_uid(self, name: str) -> str | None:
         return self._by_name.get(name)

@@ -43,8 +43,12 @@ RO_CRATE_CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 RO_CRATE_SPEC = "https://w3id.org/ro/crate/1.1"
 
 _FORMATS = {
-    ".json": "application/json", ".jsonl": "application/x-ndjson", ".csv": "text/csv",
-    ".parquet": "application/vnd.apache.parquet", ".mcap": "application/x-mcap", ".png": "image/png",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".csv": "text/csv",
+    ".parquet": "application/vnd.apache.parquet",
+    ".mcap": "application/x-mcap",
+    ".png": "image/png",
     ".yaml": "application/yaml",
 }
 
@@ -64,8 +68,10 @@ def _json_columns(columns: list[str], rows: list[dict]) -> set[str]:
     out = set()
     for c in columns:
         kinds = {type(r.get(c)) for r in rows if r.get(c) is not None}
-        if any(issubclass(k, dict | list) for k in kinds) or len(kinds - {int, float}) > 1 or (
-            kinds & {int, float} and kinds - {int, float}
+        if (
+            any(issubclass(k, dict | list) for k in kinds)
+            or len(kinds - {int, float}) > 1
+            or (kinds & {int, float} and kinds - {int, float})
         ):
             out.add(c)
     return out
@@ -79,8 +85,10 @@ def _write_table(folder: Path, name: str, columns: list[str], rows: list[dict]) 
     folder.mkdir(parents=True, exist_ok=True)
     as_json = _json_columns(columns, rows)
     flat = [
-        {c: json.dumps(r.get(c), separators=(",", ":")) if c in as_json and r.get(c) is not None else r.get(c)
-         for c in columns}
+        {
+            c: json.dumps(r.get(c), separators=(",", ":")) if c in as_json and r.get(c) is not None else r.get(c)
+            for c in columns
+        }
         for r in rows
     ]
     csv_path = folder / f"{name}.csv"
@@ -132,9 +140,19 @@ def plate_rows(m: MeasurementRecord) -> list[dict]:
     out = []
     for r, cells in enumerate(grid):
         for c, value in enumerate(cells):
-            out.append({"measurement_id": m.id, "device": m.device, "kind": m.kind, "labware": m.labware,
-                        "well": f"{_row_name(r)}{c + 1}", "row": r, "column": c + 1,
-                        "value": value, "units": m.units})
+            out.append(
+                {
+                    "measurement_id": m.id,
+                    "device": m.device,
+                    "kind": m.kind,
+                    "labware": m.labware,
+                    "well": f"{_row_name(r)}{c + 1}",
+                    "row": r,
+                    "column": c + 1,
+                    "value": value,
+                    "units": m.units,
+                }
+            )
     return out
 
 
@@ -160,11 +178,17 @@ def plot_plate(m: MeasurementRecord, path: Path) -> Path | None:
         for r in range(n_rows):
             for c in range(n_cols):
                 if np.isfinite(arr[r, c]):
-                    ax.text(c, r, f"{arr[r, c]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if im.norm(arr[r, c]) < 0.6 else "black")
+                    ax.text(
+                        c,
+                        r,
+                        f"{arr[r, c]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if im.norm(arr[r, c]) < 0.6 else "black",
+                    )
     settings = ", ".join(f"{k}={v}" for k, v in sorted(m.metadata.items()) if isinstance(v, int | float | str))
-    ax.set_title(f"{m.device} {m.kind} of {m.labware or '?'}" + (f"\n{settings}" if settings else ""),
-                 fontsize=9)
+    ax.set_title(f"{m.device} {m.kind} of {m.labware or '?'}" + (f"\n{settings}" if settings else ""), fontsize=9)
     fig.colorbar(im, ax=ax, label=m.units or "value", shrink=0.8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +207,7 @@ def _sha256(path: Path) -> str:
 
 _DESCRIPTIONS = {
     "run.json": "The run record: protocol hash, parameters, operator, software version, git commit, "
-                "workcell description hash, start, end and outcome.",
+    "workcell description hash, start, end and outcome.",
     "protocol.yaml": "The protocol text as it ran.",
     "documents.jsonl": "Event documents (Bluesky event model: start, descriptors, events, stop), one per line.",
     "measurements": "Every measurement with units and acquisition settings; data as JSON.",
@@ -221,8 +245,15 @@ def _build(store: RunStore, run, root: Path) -> list[str]:
         (root / name).write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
         written.append(root / name)
 
-    put_json("run.json", {**asdict(run), "started": _iso(run.started_at), "ended": _iso(run.ended_at),
-                          "counts": store.run_counts(run.id)})
+    put_json(
+        "run.json",
+        {
+            **asdict(run),
+            "started": _iso(run.started_at),
+            "ended": _iso(run.ended_at),
+            "counts": store.run_counts(run.id),
+        },
+    )
     (root / "protocol.yaml").write_text(run.protocol_text)
     written.append(root / "protocol.yaml")
     with open(root / "documents.jsonl", "w") as f:
@@ -275,16 +306,27 @@ def _write_crate(root: Path, run, files: list[str], measurements: list[Measureme
             desc = f"Heatmap of {m.device} {m.kind} of {m.labware} ({m.units})." if m else "Plot."
         elif name.startswith("recordings/"):
             desc = "The run's ROS 2 topics (MCAP, ros2msg schemas, CDR): open with Foxglove or `ros2 bag`."
-        entities.append({
-            "@id": name, "@type": "File", "name": Path(name).name, "description": desc,
-            "encodingFormat": _FORMATS.get(path.suffix, "application/octet-stream"),
-            "contentSize": str(path.stat().st_size), "sha256": _sha256(path),
-        })
+        entities.append(
+            {
+                "@id": name,
+                "@type": "File",
+                "name": Path(name).name,
+                "description": desc,
+                "encodingFormat": _FORMATS.get(path.suffix, "application/octet-stream"),
+                "contentSize": str(path.stat().st_size),
+                "sha256": _sha256(path),
+            }
+        )
     status = {"succeeded": "CompletedActionStatus", "running": "ActiveActionStatus"}.get(
-        run.outcome, "FailedActionStatus")
+        run.outcome, "FailedActionStatus"
+    )
     action: dict[str, Any] = {
-        "@id": run_node, "@type": "CreateAction", "name": f"autolab run {run.id} of {run.protocol_name}",
-        "identifier": run.id, "startTime": _iso(run.started_at), "actionStatus": {"@id": f"http://schema.org/{status}"},
+        "@id": run_node,
+        "@type": "CreateAction",
+        "name": f"autolab run {run.id} of {run.protocol_name}",
+        "identifier": run.id,
+        "startTime": _iso(run.started_at),
+        "actionStatus": {"@id": f"http://schema.org/{status}"},
         "instrument": [{"@id": "protocol.yaml"}, {"@id": "#autolab"}],
         "result": [{"@id": n} for n in files if n not in ("protocol.yaml", "run.json")],
         "object": {"@id": "#workcell"},
@@ -294,8 +336,13 @@ def _write_crate(root: Path, run, files: list[str], measurements: list[Measureme
     if run.error:
         action["error"] = run.error
     context_entities: list[dict] = [
-        {"@id": "#autolab", "@type": "SoftwareApplication", "name": "autolab", "version": run.software_version,
-         "identifier": run.git_sha},
+        {
+            "@id": "#autolab",
+            "@type": "SoftwareApplication",
+            "name": "autolab",
+            "version": run.software_version,
+            "identifier": run.git_sha,
+        },
         {"@id": "#workcell", "@type": "Thing", "name": "workcell description", "identifier": run.workcell_hash},
     ]
     if run.operator:
@@ -304,13 +351,25 @@ def _write_crate(root: Path, run, files: list[str], measurements: list[Measureme
     crate = {
         "@context": RO_CRATE_CONTEXT,
         "@graph": [
-            {"@id": "ro-crate-metadata.json", "@type": "CreativeWork", "conformsTo": {"@id": RO_CRATE_SPEC},
-             "about": {"@id": "./"}},
-            {"@id": "./", "@type": "Dataset", "name": f"Run {run.id}: {run.protocol_name}",
-             "description": f"Complete record of autolab run {run.id} ({run.protocol_name}, {run.outcome}).",
-             "datePublished": _iso(datetime.now(UTC).timestamp()), "identifier": run.id,
-             "hasPart": [{"@id": n} for n in files], "mentions": [{"@id": run_node}]},
-            action, *context_entities, *entities,
+            {
+                "@id": "ro-crate-metadata.json",
+                "@type": "CreativeWork",
+                "conformsTo": {"@id": RO_CRATE_SPEC},
+                "about": {"@id": "./"},
+            },
+            {
+                "@id": "./",
+                "@type": "Dataset",
+                "name": f"Run {run.id}: {run.protocol_name}",
+                "description": f"Complete record of autolab run {run.id} ({run.protocol_name}, {run.outcome}).",
+                "datePublished": _iso(datetime.now(UTC).timestamp()),
+                "identifier": run.id,
+                "hasPart": [{"@id": n} for n in files],
+                "mentions": [{"@id": run_node}],
+            },
+            action,
+            *context_entities,
+            *entities,
         ],
     }
     (root / "ro-crate-metadata.json").write_text(json.dumps(crate, indent=2) + "\n")

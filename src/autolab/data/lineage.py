@@ -56,18 +56,28 @@ class LineageReport:
         for e in self.entries:
             r = e.record
             src = _name(r.source_labware, r.source_well) if r.source_labware else "outside (untracked)"
-            rows.append((r.at, "transfer" if e.direction == "ancestor" else "transfer-out",
-                         f"{r.volume_ul:g} uL {r.material} {src} -> {_name(r.dest_labware, r.dest_well)}"
-                         f"  [run {r.run_id}]"))
+            rows.append(
+                (
+                    r.at,
+                    "transfer" if e.direction == "ancestor" else "transfer-out",
+                    f"{r.volume_ul:g} uL {r.material} {src} -> {_name(r.dest_labware, r.dest_well)}  [run {r.run_id}]",
+                )
+            )
         for c in self.commands:
             status = "ok" if c.error_code == 0 else f"error {c.error_code}: {c.error_msg}"
-            rows.append((c.started_at, "command", f"{c.device}.{c.command} on {c.labware} ({status})"
-                         f"  [run {c.run_id}]"))
+            rows.append(
+                (c.started_at, "command", f"{c.device}.{c.command} on {c.labware} ({status})  [run {c.run_id}]")
+            )
         for m in self.measurements:
             value = well_value(m.data, self.well) if self.well and m.labware == self.labware else None
             shown = f" {self.well}={value:g} {m.units}" if isinstance(value, int | float) else ""
-            rows.append((m.created_at, "measurement",
-                         f"{m.device} {m.kind} of {m.labware}{shown} (record {m.id})  [run {m.run_id}]"))
+            rows.append(
+                (
+                    m.created_at,
+                    "measurement",
+                    f"{m.device} {m.kind} of {m.labware}{shown} (record {m.id})  [run {m.run_id}]",
+                )
+            )
         rows.sort(key=lambda r: r[0])
         return rows
 
@@ -79,9 +89,7 @@ class LineageReport:
             "labware": self.labware,
             "well": self.well,
             "runs": self.run_ids,
-            "transfers": [
-                {"direction": e.direction, "depth": e.depth, **asdict(e.record)} for e in self.entries
-            ],
+            "transfers": [{"direction": e.direction, "depth": e.depth, **asdict(e.record)} for e in self.entries],
             "commands": [asdict(c) for c in self.commands],
             "measurements": [asdict(m) for m in self.measurements],
         }
@@ -110,8 +118,14 @@ def query_lineage(conn: Connection, sample: str) -> LineageReport:
     anc = base.cte("ancestors", recursive=True)
     step = (
         select(lin.c.id, lin.c.source_labware, lin.c.source_well, lin.c.at, (anc.c.depth + 1).label("depth"))
-        .join(anc, and_(lin.c.dest_labware == anc.c.source_labware,
-                        _well_match(lin.c.dest_well, anc.c.source_well), lin.c.at <= anc.c.at))
+        .join(
+            anc,
+            and_(
+                lin.c.dest_labware == anc.c.source_labware,
+                _well_match(lin.c.dest_well, anc.c.source_well),
+                lin.c.at <= anc.c.at,
+            ),
+        )
         .where(anc.c.depth < MAX_DEPTH)
     )
     anc = anc.union(step)
@@ -124,8 +138,14 @@ def query_lineage(conn: Connection, sample: str) -> LineageReport:
     des = base.cte("descendants", recursive=True)
     step = (
         select(lin.c.id, lin.c.dest_labware, lin.c.dest_well, lin.c.at, (des.c.depth + 1).label("depth"))
-        .join(des, and_(lin.c.source_labware == des.c.dest_labware,
-                        _well_match(lin.c.source_well, des.c.dest_well), lin.c.at >= des.c.at))
+        .join(
+            des,
+            and_(
+                lin.c.source_labware == des.c.dest_labware,
+                _well_match(lin.c.source_well, des.c.dest_well),
+                lin.c.at >= des.c.at,
+            ),
+        )
         .where(des.c.depth < MAX_DEPTH)
     )
     des = des.union(step)
@@ -147,13 +167,21 @@ def query_lineage(conn: Connection, sample: str) -> LineageReport:
     entries = sorted(seen.values(), key=lambda e: (e.record.at, e.depth))
 
     # The labware this sample's material passed through: its own, and its ancestors' sources.
-    involved = {labware} | {e.record.source_labware for e in entries
-                            if e.direction == "ancestor" and e.record.source_labware}
-    commands = [_from_row(CommandRecord, r) for r in conn.execute(
-        select(t.commands).where(t.commands.c.labware.in_(involved)).order_by(t.commands.c.started_at))]
-    measurements = [_from_row(MeasurementRecord, r) for r in conn.execute(
-        select(t.measurements).where(t.measurements.c.labware.in_(involved))
-        .order_by(t.measurements.c.created_at))]
+    involved = {labware} | {
+        e.record.source_labware for e in entries if e.direction == "ancestor" and e.record.source_labware
+    }
+    commands = [
+        _from_row(CommandRecord, r)
+        for r in conn.execute(
+            select(t.commands).where(t.commands.c.labware.in_(involved)).order_by(t.commands.c.started_at)
+        )
+    ]
+    measurements = [
+        _from_row(MeasurementRecord, r)
+        for r in conn.execute(
+            select(t.measurements).where(t.measurements.c.labware.in_(involved)).order_by(t.measurements.c.created_at)
+        )
+    ]
     return LineageReport(sample, labware, well, entries, commands, measurements)
 
 
@@ -189,8 +217,10 @@ def format_report(report: LineageReport) -> str:
     """The history as text for `autolab runs lineage`."""
     if report.empty:
         return f"no history recorded for sample {report.sample}"
-    lines = [f"sample {report.sample}: {len(report.entries)} transfer(s), {len(report.commands)} command(s), "
-             f"{len(report.measurements)} measurement(s) in {len(report.run_ids)} run(s)"]
+    lines = [
+        f"sample {report.sample}: {len(report.entries)} transfer(s), {len(report.commands)} command(s), "
+        f"{len(report.measurements)} measurement(s) in {len(report.run_ids)} run(s)"
+    ]
     for at, kind, text in report.timeline():
         stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         lines.append(f"  {stamp}Z  {kind:<12} {text}")

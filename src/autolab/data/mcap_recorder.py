@@ -22,8 +22,21 @@ from pathlib import Path
 from autolab.data.errors import RecordingError
 
 PRIMITIVES = {
-    "bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16",
-    "int32", "uint32", "int64", "uint64", "string", "wstring",
+    "bool",
+    "byte",
+    "char",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "string",
+    "wstring",
 }
 SEPARATOR = "=" * 80
 MEDIA_TYPE = "application/x-mcap"
@@ -50,8 +63,10 @@ def _msg_text(pkg: str, name: str, dirs: list[Path]) -> str:
         path = d / pkg / "msg" / f"{name}.msg"
         if path.is_file():
             return path.read_text()
-    raise RecordingError(f"no definition of {pkg}/msg/{name} in {', '.join(map(str, dirs)) or '(no prefixes)'}"
-                         " (is its package installed and AMENT_PREFIX_PATH set?)")
+    raise RecordingError(
+        f"no definition of {pkg}/msg/{name} in {', '.join(map(str, dirs)) or '(no prefixes)'}"
+        " (is its package installed and AMENT_PREFIX_PATH set?)"
+    )
 
 
 _FIELD = re.compile(r"^\s*([A-Za-z_][\w/]*)(?:<=\d+)?(?:\[[^\]]*\])?\s+[A-Za-z_]\w*")
@@ -65,7 +80,7 @@ def _field_types(text: str) -> list[str]:
         m = _FIELD.match(line)
         if not m:
             continue
-        after = line[m.end():].lstrip()
+        after = line[m.end() :].lstrip()
         if after.startswith("="):  # a constant: `uint8 FOO=1`
             continue
         out.append(m.group(1))
@@ -121,8 +136,9 @@ class RateLimiter:
 class McapRunRecorder:
     """One run's MCAP file: channels registered on first use, thread-safe writes."""
 
-    def __init__(self, path: str | Path, run_id: str = "", chunk_size: int = 256 * 1024,
-                 metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, run_id: str = "", chunk_size: int = 256 * 1024, metadata: dict[str, str] | None = None
+    ) -> None:
         from mcap.writer import CompressionType, Writer
 
         self.path = Path(path)
@@ -143,8 +159,9 @@ class McapRunRecorder:
         self.message_count = 0
         self.closed = False
 
-    def add_channel(self, topic: str, type_name: str, definition: str | None = None,
-                    offered_qos_profiles: str = "") -> None:
+    def add_channel(
+        self, topic: str, type_name: str, definition: str | None = None, offered_qos_profiles: str = ""
+    ) -> None:
         """Register a topic (idempotent); `definition` defaults to `message_definition(type_name)`."""
         with self._lock:
             if topic in self._channels:
@@ -161,8 +178,9 @@ class McapRunRecorder:
     def has_channel(self, topic: str) -> bool:
         return topic in self._channels
 
-    def write(self, topic: str, data: bytes, log_time_ns: int | None = None,
-              publish_time_ns: int | None = None) -> None:
+    def write(
+        self, topic: str, data: bytes, log_time_ns: int | None = None, publish_time_ns: int | None = None
+    ) -> None:
         """Append one serialized (CDR) message of a registered topic."""
         t = time.time_ns() if log_time_ns is None else log_time_ns
         with self._lock:

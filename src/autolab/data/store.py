@@ -43,7 +43,7 @@ import os
 import platform
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -347,6 +347,9 @@ class RunStore:
         self.url = url
         self.dialect = engine.dialect.name
         self._adhoc_lock = threading.Lock()
+        # SQLite has one writer at a time; its busy handler waits by sleeping in growing steps (up to
+        # 100 ms), so threads of one process queue on this lock instead. Processes still use the handler.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else nullcontext()
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -425,7 +428,7 @@ class RunStore:
 
         `run_id` names the run in the UnknownRun raised when the run does not exist.
         """
-        with self._engine.connect() as conn:
+        with self._write_lock, self._engine.connect() as conn:
             conn.execution_options(autolab_write=True)
             try:
                 with conn.begin():
@@ -442,6 +445,16 @@ class RunStore:
                 yield conn
             except OperationalError as exc:
                 raise StoreError(f"run store {self.url}: {exc.orig}") from None
+
+    def _dialect_insert(self, table):
+        """INSERT with ON CONFLICT support (SQLite and PostgreSQL spell it the same way)."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise StoreError(f"run store {self.url}: {self.dialect} is not supported (use SQLite or PostgreSQL)")
+        return insert(table)
 
     def _insert(self, table, **values) -> str:
         values.setdefault("id", new_id())
@@ -488,8 +501,7 @@ class RunStore:
             metadata=_plain(dict(metadata or {}), "metadata"),
         )
 
-    def finish_run(self, run_id: str, outcome: str, error: str = "",
-                   ended_at: float | datetime | None = None) -> None:
+    def finish_run(self, run_id: str, outcome: str, error: str = "", ended_at: float | datetime | None = None) -> None:
         """Close a run with its outcome (succeeded, failed or aborted) and, if it failed, why.
 
         Raises RunFinished if the run was already finished (an outcome is never overwritten).
@@ -513,9 +525,7 @@ class RunStore:
         with self._read() as conn:
             row = conn.execute(select(t.runs).where(t.runs.c.id == run_id)).first()
             if row is None and 0 < len(run_id) < 26:
-                rows = conn.execute(
-                    select(t.runs).where(t.runs.c.id.like(run_id.upper() + "%")).limit(2)
-                ).all()
+                rows = conn.execute(select(t.runs).where(t.runs.c.id.like(run_id.upper() + "%")).limit(2)).all()
                 row = rows[0] if len(rows) == 1 else None
         if row is None:
             raise UnknownRun(run_id)
@@ -592,32 +602,53 @@ class RunStore:
         """How many steps, commands, measurements, lineage records, documents... a run has."""
         out = {}
         with self._read() as conn:
-            for name, table in (("steps", t.steps), ("commands", t.commands),
-                                ("measurements", t.measurements), ("lineage", t.lineage),
-                                ("operator_actions", t.operator_actions), ("documents", t.documents),
-                                ("artifacts", t.artifacts)):
+            for name, table in (
+                ("steps", t.steps),
+                ("commands", t.commands),
+                ("measurements", t.measurements),
+                ("lineage", t.lineage),
+                ("operator_actions", t.operator_actions),
+                ("documents", t.documents),
+                ("artifacts", t.artifacts),
+            ):
                 out[name] = conn.execute(
                     select(func.count()).select_from(table).where(table.c.run_id == run_id)
                 ).scalar_one()
         return out
 
     # -- steps and commands ------------------------------------------------------------------
-    def add_step(self, run_id: str, name: str, kind: str = "", step_key: str = "",
-                 parent_id: str | None = None, started_at: float | datetime | None = None) -> str:
+    def add_step(
+        self,
+        run_id: str,
+        name: str,
+        kind: str = "",
+        step_key: str = "",
+        parent_id: str | None = None,
+        started_at: float | datetime | None = None,
+    ) -> str:
         """Record that a step started; returns its id (pass it to records made within it)."""
         _required(name, "step name")
         return self._insert(
-            t.steps, run_id=run_id, parent_id=parent_id, step_key=step_key or name, name=name,
-            kind=kind or "", started_at=_ts(started_at, "started_at"), ended_at=None,
-            outcome=RUNNING, error="",
+            t.steps,
+            run_id=run_id,
+            parent_id=parent_id,
+            step_key=step_key or name,
+            name=name,
+            kind=kind or "",
+            started_at=_ts(started_at, "started_at"),
+            ended_at=None,
+            outcome=RUNNING,
+            error="",
         )
 
-    def finish_step(self, step_id: str, outcome: str, error: str = "",
-                    ended_at: float | datetime | None = None) -> None:
+    def finish_step(
+        self, step_id: str, outcome: str, error: str = "", ended_at: float | datetime | None = None
+    ) -> None:
         """Record how a step ended (succeeded, failed, aborted or skipped)."""
         with self._write() as conn:
             n = conn.execute(
-                update(t.steps).where(t.steps.c.id == step_id)
+                update(t.steps)
+                .where(t.steps.c.id == step_id)
                 .values(outcome=outcome, error=error or "", ended_at=_ts(ended_at, "ended_at"))
             ).rowcount
         if not n:
@@ -647,10 +678,18 @@ class RunStore:
         _required(device, "device")
         _required(command, "command")
         return self._insert(
-            t.commands, run_id=run_id, step_id=step_id, device=device, command=command,
-            params=_plain(dict(params or {}), "params"), result=_plain(dict(result or {}), "result"),
-            error_code=int(error_code), error_msg=error_msg or "", labware=labware or None,
-            started_at=_ts(started, "started"), ended_at=_ts(ended, "ended"),
+            t.commands,
+            run_id=run_id,
+            step_id=step_id,
+            device=device,
+            command=command,
+            params=_plain(dict(params or {}), "params"),
+            result=_plain(dict(result or {}), "result"),
+            error_code=int(error_code),
+            error_msg=error_msg or "",
+            labware=labware or None,
+            started_at=_ts(started, "started"),
+            ended_at=_ts(ended, "ended"),
         )
 
     def commands(self, run_id: str) -> list[CommandRecord]:
@@ -679,9 +718,16 @@ class RunStore:
         if not isinstance(units, str):
             raise InvalidRecord(f"units must be a string (use '' for dimensionless), got {units!r}")
         return self._insert(
-            t.measurements, run_id=run_id, step_id=step_id, device=device, kind=kind,
-            data=_plain(data, "data"), units=units, labware=labware or None,
-            metadata=_plain(dict(metadata or {}), "metadata"), created_at=now(),
+            t.measurements,
+            run_id=run_id,
+            step_id=step_id,
+            device=device,
+            kind=kind,
+            data=_plain(data, "data"),
+            units=units,
+            labware=labware or None,
+            metadata=_plain(dict(metadata or {}), "metadata"),
+            created_at=now(),
         )
 
     def get_measurement(self, record_id: str) -> MeasurementRecord:
@@ -721,11 +767,17 @@ class RunStore:
         if not math.isfinite(volume) or volume < 0:
             raise InvalidRecord(f"volume_ul must be a finite volume >= 0, got {volume_ul!r}")
         return self._insert(
-            t.lineage, run_id=run_id, step_id=step_id, command_id=command_id,
-            dest_labware=dest_labware, dest_well=dest_well.upper() if dest_well else None,
+            t.lineage,
+            run_id=run_id,
+            step_id=step_id,
+            command_id=command_id,
+            dest_labware=dest_labware,
+            dest_well=dest_well.upper() if dest_well else None,
             source_labware=source_labware or None,
             source_well=source_well.upper() if source_well else None,
-            material=material, volume_ul=volume, at=_ts(at, "at"),
+            material=material,
+            volume_ul=volume,
+            at=_ts(at, "at"),
         )
 
     def lineage_records(self, run_id: str) -> list[LineageRecord]:
@@ -739,13 +791,18 @@ class RunStore:
             return query_lineage(conn, sample)
 
     # -- operator actions, checkpoints, artifacts ------------------------------------------------
-    def record_operator_action(self, run_id: str | None, operator: str, action: str,
-                               detail: Mapping[str, Any] | None = None) -> str:
+    def record_operator_action(
+        self, run_id: str | None, operator: str, action: str, detail: Mapping[str, Any] | None = None
+    ) -> str:
         """Record what a person did (acknowledge, pause, resume, abort, reset, manual move)."""
         _required(action, "action")
         return self._insert(
-            t.operator_actions, run_id=run_id or None, operator=operator or "",
-            action=action, detail=_plain(dict(detail or {}), "detail"), at=now(),
+            t.operator_actions,
+            run_id=run_id or None,
+            operator=operator or "",
+            action=action,
+            detail=_plain(dict(detail or {}), "detail"),
+            at=now(),
         )
 
     def operator_actions(self, run_id: str) -> list[OperatorActionRecord]:
@@ -754,31 +811,30 @@ class RunStore:
     def save_checkpoint(self, run_id: str, state: Mapping[str, Any]) -> int:
         """Replace the run's checkpoint with `state` (JSON data); returns its version (1, 2, ...)."""
         state = _plain(dict(state), "checkpoint state")
-        with self._write(run_id) as conn:
-            version = conn.execute(
-                select(t.checkpoints.c.version).where(t.checkpoints.c.run_id == run_id)
-            ).scalar()
-            if version is None:
-                conn.execute(t.checkpoints.insert().values(run_id=run_id, state=state, version=1,
-                                                           saved_at=now()))
-                return 1
-            conn.execute(update(t.checkpoints).where(t.checkpoints.c.run_id == run_id)
-                         .values(state=state, version=version + 1, saved_at=now()))
-            return version + 1
+        ins = self._dialect_insert(t.checkpoints).values(run_id=run_id, state=state, version=1, saved_at=now())
+        stmt = ins.on_conflict_do_update(
+            index_elements=["run_id"],
+            set_={
+                "state": ins.excluded.state,
+                "saved_at": ins.excluded.saved_at,
+                "version": t.checkpoints.c.version + 1,
+            },
+        ).returning(t.checkpoints.c.version)
+        with self._write(run_id) as conn:  # one statement: concurrent savers cannot collide
+            return conn.execute(stmt).scalar_one()
 
     def load_checkpoint(self, run_id: str) -> dict | None:
         """The run's latest checkpoint state, or None if it never saved one."""
         with self._read() as conn:
-            return conn.execute(
-                select(t.checkpoints.c.state).where(t.checkpoints.c.run_id == run_id)
-            ).scalar()
+            return conn.execute(select(t.checkpoints.c.state).where(t.checkpoints.c.run_id == run_id)).scalar()
 
     def add_artifact(self, run_id: str, kind: str, path: str | Path, media_type: str) -> str:
         """Register a file of the run (e.g. kind 'mcap', media type 'application/x-mcap')."""
         p = Path(path)
         size = p.stat().st_size if p.is_file() else None
-        return self._insert(t.artifacts, run_id=run_id, kind=kind, path=str(p), media_type=media_type,
-                            created_at=now(), size_bytes=size)
+        return self._insert(
+            t.artifacts, run_id=run_id, kind=kind, path=str(p), media_type=media_type, created_at=now(), size_bytes=size
+        )
 
     def artifacts(self, run_id: str) -> list[ArtifactRecord]:
         return self._rows(ArtifactRecord, t.artifacts, run_id, t.artifacts.c.created_at)
@@ -790,12 +846,8 @@ class RunStore:
         uid = _required(doc.get("uid"), "document uid")
         body = _plain(dict(doc), f"{doc_type} document")
         at = _ts(doc.get("time"), "document time")
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
         stmt = (
-            dialect_insert(t.documents)
+            self._dialect_insert(t.documents)
             .values(uid=uid, run_id=run_id, doc_type=doc_type, at=at, body=body)
             .on_conflict_do_nothing(index_elements=["uid"])
             .returning(t.documents.c.seq)
@@ -842,8 +894,10 @@ class RunStore:
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if not database or database == ":memory:" or database.startswith("file::memory:"):
-        raise StoreError("an in-memory SQLite run store would lose every record at exit; "
-                         "give a file, e.g. sqlite:////var/lib/autolab/autolab.db")
+        raise StoreError(
+            "an in-memory SQLite run store would lose every record at exit; "
+            "give a file, e.g. sqlite:////var/lib/autolab/autolab.db"
+        )
     path = Path(database).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -124,3 +124,7 @@ class ConveyorBlocked(MotionError):
     """The conveyor cannot make the move without pushing one carrier into another."""
 
     code = "BLOCKED"
+
+
+class VisionError(DeviceError):
+    """A camera model, image or marker setting the detector cannot use; the message says what is wrong."""

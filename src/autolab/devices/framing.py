@@ -2,9 +2,9 @@
 
 A frame is one ASCII line, NMEA-0183 style::
 
-    >1F START op=seal temperature_c=165 time_s=3*4A\r\n     (request)
-    <1F OK state=busy*2C\r\n                                (response)
-    <1F ER E_DOOR door is open*5B\r\n                      (refusal: code, message)
+    >1F START op=seal temperature_c=165 time_s=3*66\r\n     (request)
+    <1F OK state=busy*24\r\n                                (response)
+    <1F ER E_DOOR door is open*54\r\n                      (refusal: code, message)
 
 `>`/`<` marks direction, two hex digits give a sequence number (responses echo
 it, so a late answer to a retried command is recognised and dropped), and `*hh`
@@ -63,8 +63,9 @@ def format_value(value: object) -> str:
     return text
 
 
-def encode(direction: str, seq: int, verb: str, args: dict[str, object] | None = None,
-           words: list[str] | tuple[str, ...] = ()) -> bytes:
+def encode(
+    direction: str, seq: int, verb: str, args: dict[str, object] | None = None, words: list[str] | tuple[str, ...] = ()
+) -> bytes:
     if direction not in "<>" or not (0 <= seq <= 0xFF):
         raise FramingError(f"bad frame header {direction!r} {seq}")
     parts = [f"{seq:02X}", verb]
@@ -93,9 +94,9 @@ def decode(line: bytes) -> Frame:
         raise FramingError(f"frame has no '*hh' checksum: {text[:40]!r}")
     body = text[1:star]
     try:
-        expected = int(text[star + 1:], 16)
+        expected = int(text[star + 1 :], 16)
     except ValueError:
-        raise FramingError(f"checksum {text[star + 1:]!r} is not hex") from None
+        raise FramingError(f"checksum {text[star + 1 :]!r} is not hex") from None
     actual = checksum(body.encode("ascii"))
     if actual != expected:
         raise ChecksumError(f"checksum mismatch: frame says {expected:02X}, body gives {actual:02X}")

@@ -65,17 +65,18 @@ class ParamSpec:
                     raise TypeError
                 out = value.strip()
                 if self.choices and out not in self.choices:
-                    raise InvalidParameters(
-                        f"parameter '{self.name}' = {out!r} is not {self.describe_range()}"
-                    )
+                    raise InvalidParameters(f"parameter '{self.name}' = {out!r} is not {self.describe_range()}")
             elif self.kind == "str_list":
                 items = value.split(",") if isinstance(value, str) else list(value)
                 out = [str(v).strip() for v in items if str(v).strip()]
                 if not out:
                     raise TypeError
             elif self.kind == "float_list":
-                items = value.split(",") if isinstance(value, str) else (
-                    list(value) if isinstance(value, list | tuple) else [value])
+                items = (
+                    value.split(",")
+                    if isinstance(value, str)
+                    else (list(value) if isinstance(value, list | tuple) else [value])
+                )
                 out = [_as_float(v) for v in items]
                 if not out:
                     raise TypeError
@@ -91,9 +92,7 @@ class ParamSpec:
         return out
 
     def _check_range(self, value: float) -> None:
-        if (self.minimum is not None and value < self.minimum) or (
-            self.maximum is not None and value > self.maximum
-        ):
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
             raise InvalidParameters(
                 f"parameter '{self.name}' = {value:g} {self.unit} is out of range {self.describe_range()}".replace(
                     "  ", " "
@@ -148,7 +147,8 @@ _DOOR = (
 )
 
 CAPABILITIES: dict[str, tuple[Capability, ...]] = {
-    "plate_reader": _DOOR + (
+    "plate_reader": _DOOR
+    + (
         Capability(
             "read_absorbance",
             (
@@ -159,7 +159,8 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             doc="absorbance of each well at one wavelength (optical density, 10 mm-free: as measured)",
         ),
     ),
-    "sealer": _DOOR + (
+    "sealer": _DOOR
+    + (
         Capability(
             "seal",
             (
@@ -170,7 +171,8 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
         ),
         Capability("peel", needs_plate=True),
     ),
-    "incubator": _DOOR + (
+    "incubator": _DOOR
+    + (
         Capability(
             "incubate",
             (
@@ -180,12 +182,16 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             ),
             needs_plate=True,
         ),
-        Capability("set_temperature", (ParamSpec("temperature_c", "float", "Cel", minimum=4, maximum=70),),
-                   needs_door_closed=False),
+        Capability(
+            "set_temperature",
+            (ParamSpec("temperature_c", "float", "Cel", minimum=4, maximum=70),),
+            needs_door_closed=False,
+        ),
         Capability("store", (ParamSpec("slot", "int", minimum=1, maximum=99),), needs_plate=True),
         Capability("retrieve", (ParamSpec("slot", "int", minimum=1, maximum=99),), needs_empty_nest=True),
     ),
-    "liquid_handler": _DOOR + (
+    "liquid_handler": _DOOR
+    + (
         Capability(
             "dispense",
             (
@@ -279,10 +285,10 @@ class InstrumentBackend(ABC):
     device_type: str = ""
     model: str = ""
 
-    def connect(self) -> None:
-        """Open the connection (a no-op for simulated backends)."""
+    def connect(self) -> None:  # noqa: B027 - optional hook: simulated backends have nothing to open
+        """Open the connection."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
 
     @abstractmethod
@@ -318,8 +324,12 @@ class Instrument:
         self.capabilities = capabilities_of(device_type)
         self.backend = backend
 
-    def validate(self, operation: str, params: Mapping[str, Any], status: InstrumentStatus | None = None,
-                 ) -> dict[str, Any]:
+    def validate(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        status: InstrumentStatus | None = None,
+    ) -> dict[str, Any]:
         """Checked, typed, defaulted parameters; raises InvalidOperation, InvalidParameters or NotReady."""
         cap = self.capabilities.get(operation)
         if cap is None:

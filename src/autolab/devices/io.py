@@ -26,8 +26,9 @@ _IO_ERRORS = (serial.SerialException, OSError, termios.error)
 class SerialLink:
     """A reopenable serial line with bounded line reads. Thread-safe for one request at a time."""
 
-    def __init__(self, port: str, baudrate: int = 9600, terminator: bytes = TERMINATOR,
-                 reconnect_interval_s: float = 0.5) -> None:
+    def __init__(
+        self, port: str, baudrate: int = 9600, terminator: bytes = TERMINATOR, reconnect_interval_s: float = 0.5
+    ) -> None:
         if not port:
             raise DeviceDisconnected("no serial port configured (parameter 'port' is empty)")
         self.port = port
@@ -51,8 +52,9 @@ class SerialLink:
                 return
             self._last_attempt = time.monotonic()
             try:
-                self._serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.05,
-                                                     write_timeout=1.0, exclusive=True)
+                self._serial = serial.serial_for_url(
+                    self.port, baudrate=self.baudrate, timeout=0.05, write_timeout=1.0, exclusive=True
+                )
             except (*_IO_ERRORS, ValueError) as exc:
                 self._serial = None
                 raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from exc

@@ -16,11 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from autolab.devices.errors import DeviceError
-
-
-class VisionError(DeviceError):
-    """A camera model or image the detector cannot use; the message says what is wrong."""
+from autolab.devices.errors import VisionError
 
 
 @dataclass(frozen=True)
@@ -44,8 +40,9 @@ class CameraModel:
         """From a row-major 3x3 K (as in sensor_msgs/CameraInfo)."""
         if len(k) != 9:
             raise VisionError(f"K must have 9 elements, got {len(k)}")
-        return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height),
-                   tuple(float(x) for x in d))
+        return cls(
+            float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height), tuple(float(x) for x in d)
+        )
 
     @classmethod
     def from_fovy(cls, fovy_deg: float, width: int, height: int) -> CameraModel:
@@ -115,8 +112,7 @@ class MarkerDetector:
         params.cornerRefinementWinSize = 5
         params.cornerRefinementMaxIterations = 50
         params.cornerRefinementMinAccuracy = 0.01
-        self._detector = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(_DICTIONARIES[dictionary]),
-                                                 params)
+        self._detector = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(_DICTIONARIES[dictionary]), params)
         h = marker_length_m / 2
         # IPPE_SQUARE's required corner order; the marker frame has z out of the marker's face.
         self._object = np.array([[-h, h, 0], [h, h, 0], [h, -h, 0], [-h, -h, 0]], dtype=np.float64)
@@ -133,8 +129,9 @@ class MarkerDetector:
         out = []
         for c, marker_id in zip(corners, ids.ravel(), strict=True):
             pts = c.reshape(4, 2).astype(np.float64)
-            ok, rvec, tvec = cv2.solvePnP(self._object, pts, self.camera.matrix, self.camera.dist,
-                                          flags=cv2.SOLVEPNP_IPPE_SQUARE)
+            ok, rvec, tvec = cv2.solvePnP(
+                self._object, pts, self.camera.matrix, self.camera.dist, flags=cv2.SOLVEPNP_IPPE_SQUARE
+            )
             if not ok:
                 continue
             projected, _ = cv2.projectPoints(self._object, rvec, tvec, self.camera.matrix, self.camera.dist)

@@ -20,6 +20,7 @@ from autolab.executive.context import RunContext, Wait
 from autolab.executive.devices import DeviceCall, DeviceHandle, DeviceResult
 from autolab.model.protocol import Concrete
 
+
 #: Bound on a device call with no `timeout_s`: generous against its estimate.
 def default_timeout(estimate_s: float) -> float:
     return max(120.0, 3.0 * estimate_s)
@@ -175,10 +176,10 @@ class DeviceStep(StepBehaviour):
         return self._fail(result.error_name, f"{call.device}: {result.error_msg}")
 
     def terminate(self, new_status: Status) -> None:
-        if new_status == Status.INVALID and self._phase == "running" and self._handle is not None:
-            if not self._handle.done():
-                self._handle.cancel()
-                self.ctx.log("step_canceled", self.path)
+        running = self._phase == "running" and self._handle is not None and not self._handle.done()
+        if new_status == Status.INVALID and running:
+            self._handle.cancel()
+            self.ctx.log("step_canceled", self.path)
         if self._ack_id:
             self.ctx.clear_ack(self._ack_id)
         self.ctx.reservations.release(self.ctx.holder(self.path))

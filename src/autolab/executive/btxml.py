@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from xml.parsers import expat
 from typing import Any
+from xml.parsers import expat
 
 from autolab.executive.errors import BTXMLError
 from autolab.model.protocol import FORMAT_VERSION, Protocol, ProtocolError, from_data
@@ -32,6 +32,7 @@ NODES: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
         "timeout_s": (_N, "give up after")}),
     "Dispense": ("dispense", "Action", {
         "device": (_S, "liquid handler id"), "labware": (_S, "destination labware"),
+        "reagent": (_S, "reagent name (default water)"),
         "wells": (_J, "well range or JSON list"), "volume_ul": (_N, "µL per well"),
         "source_labware": (_S, "source labware (liquid transfer)"), "source_wells": (_J, "source wells"),
         "timeout_s": (_N, "give up after")}),
@@ -214,7 +215,7 @@ def _import_step(el: ET.Element, path: tuple, marks: dict, pos, fail) -> dict[st
     kind, _category, ports = NODES[el.tag]
     body = {"id": sid}
     marks[path + (kind,)] = pos(el)
-    for key in el.keys():
+    for key in el:
         if key == "name":
             continue
         if key not in ports:

@@ -1,75 +1,46 @@
-"""What each kind of instrument can do, with parameter ranges and duration estimates.
+"""What each kind of instrument can do (from the devices layer) and how long it takes.
 
-One table serves pre-flight (does the protocol fit?), the estimates (how long?)
-and the simulated-time device models (so benchmarks and the offline tests use
-the same durations the estimates promise). Workcell device `params` may override
-durations per device (`duration_s.<operation>` keys).
+The operations, their parameters and ranges are the instruments' own table
+(`autolab.devices.instruments.CAPABILITIES`), so pre-flight refuses exactly
+what the devices would refuse. This module adds what the executive needs on
+top: expected durations (for estimates and the simulated-time cell model) and
+whether repeating an interrupted operation is safe (for resuming after a crash).
+Workcell device `params` may override durations per device (`duration_s.<operation>`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from autolab.devices.errors import InvalidParameters
+from autolab.devices.instruments import CAPABILITIES, Capability
 from autolab.model.protocol import expand_wells
 
-
-@dataclass(frozen=True)
-class ParamRange:
-    type: str  # number | integer | string | wells
-    minimum: float | None = None
-    maximum: float | None = None
-    required: bool = False
-    unit: str = ""
+#: Workcell device types spelled differently from the devices layer's table.
+TYPE_ALIASES = {"barcode_reader": "barcode_scanner"}
 
 
 @dataclass(frozen=True)
-class Operation:
-    name: str
-    params: dict[str, ParamRange] = field(default_factory=dict)
-    needs_labware: bool = True
+class Timing:
     base_s: float = 5.0
-    #: seconds added per unit of this parameter (e.g. incubate's time_s counts 1:1)
+    #: seconds added per unit of a parameter (e.g. incubate's time_s counts 1:1)
     per_param: tuple[tuple[str, float], ...] = ()
     per_well_s: float = 0.0
+    #: may an interrupted run simply send it again?
     idempotent: bool = True
 
 
-_DOORS = {"open_door": Operation("open_door", needs_labware=False, base_s=3.0),
-          "close_door": Operation("close_door", needs_labware=False, base_s=3.0)}
-
-OPERATIONS: dict[str, dict[str, Operation]] = {
-    "plate_reader": {
-        "read_absorbance": Operation("read_absorbance", {
-            "wavelength_nm": ParamRange("integer", 200, 1000, True, "nm"),
-            "wells": ParamRange("wells")}, base_s=8.0, per_well_s=0.05),
-        **_DOORS},
-    "sealer": {
-        "seal": Operation("seal", {
-            "temperature_c": ParamRange("number", 100, 200, True, "Cel"),
-            "time_s": ParamRange("number", 0.5, 10, True, "s")},
-            base_s=6.0, per_param=(("time_s", 1.0),), idempotent=False),
-        **_DOORS},
-    "incubator": {
-        "incubate": Operation("incubate", {
-            "temperature_c": ParamRange("number", 4, 50, True, "Cel"),
-            "time_s": ParamRange("number", 0, 86400, True, "s"),
-            "shake_rpm": ParamRange("number", 0, 1500, False, "rpm")},
-            base_s=5.0, per_param=(("time_s", 1.0),)),
-        **_DOORS},
-    "liquid_handler": {
-        "dispense": Operation("dispense", {
-            "dest_wells": ParamRange("wells", required=True),
-            "volume_ul": ParamRange("number", 0.5, 1000, True, "uL")},
-            base_s=4.0, per_well_s=0.25, idempotent=False),
-        "transfer": Operation("transfer", {
-            "source_labware": ParamRange("string", required=True),
-            "source_wells": ParamRange("wells", required=True),
-            "dest_wells": ParamRange("wells", required=True),
-            "volume_ul": ParamRange("number", 0.5, 1000, True, "uL")},
-            base_s=6.0, per_well_s=0.5, idempotent=False),
-        **_DOORS},
-    "barcode_reader": {"scan": Operation("scan", base_s=2.0)},
+TIMINGS: dict[str, Timing] = {
+    "open_door": Timing(3.0), "close_door": Timing(3.0),
+    "read_absorbance": Timing(8.0, per_well_s=0.05),
+    "seal": Timing(6.0, (("time_s", 1.0),), idempotent=False), "peel": Timing(8.0, idempotent=False),
+    "incubate": Timing(5.0, (("time_s", 1.0),)), "set_temperature": Timing(5.0),
+    "store": Timing(10.0), "retrieve": Timing(10.0),
+    "dispense": Timing(4.0, per_well_s=0.25, idempotent=False),
+    "transfer": Timing(6.0, per_well_s=0.5, idempotent=False),
+    "aspirate": Timing(4.0, per_well_s=0.25, idempotent=False),
+    "scan": Timing(2.0),
 }
 
 #: Seconds for one arm transfer (pick, carry, place) when the workcell gives none.
@@ -83,33 +54,39 @@ DEFAULT_DEVICE_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    capability: Capability
+    timing: Timing
+
+    @property
+    def needs_labware(self) -> bool:
+        return self.capability.needs_plate
+
+    @property
+    def idempotent(self) -> bool:
+        return self.timing.idempotent
+
+
+def operations_of(device_type: str) -> list[str]:
+    return [c.operation for c in CAPABILITIES.get(TYPE_ALIASES.get(device_type, device_type), ())]
+
+
 def operation(device_type: str, name: str) -> Operation | None:
-    return OPERATIONS.get(device_type, {}).get(name)
+    for cap in CAPABILITIES.get(TYPE_ALIASES.get(device_type, device_type), ()):
+        if cap.operation == name:
+            return Operation(name, cap, TIMINGS.get(name, Timing()))
+    return None
 
 
 def check_parameters(op: Operation, params: dict[str, Any]) -> list[str]:
-    """Problems with these parameters, as sentences (empty when they fit)."""
-    problems = []
-    for name, rng in op.params.items():
-        if name not in params:
-            if rng.required:
-                problems.append(f"{op.name} needs parameter '{name}'")
-            continue
-        value = params[name]
-        if rng.type in ("number", "integer"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"{op.name}: '{name}' must be a number, got {value!r}")
-                continue
-            unit = f" {rng.unit}" if rng.unit else ""
-            if rng.minimum is not None and value < rng.minimum or rng.maximum is not None and value > rng.maximum:
-                problems.append(f"{op.name}: {name}={value}{unit} is outside {rng.minimum}..{rng.maximum}{unit}")
-        elif rng.type == "wells":
-            if not isinstance(value, str | list) or not wells_of(value):
-                problems.append(f"{op.name}: '{name}' is not a well list or range: {value!r}")
-    for name in params:
-        if name not in op.params:
-            problems.append(f"{op.name} has no parameter '{name}' (it takes: {', '.join(op.params) or 'none'})")
-    return problems
+    """Problems with these parameters, as the device would word them (empty when they fit)."""
+    try:
+        op.capability.validate(params)
+    except InvalidParameters as exc:
+        return [str(exc)]
+    return []
 
 
 def wells_of(value: str | list[str]) -> list[str]:
@@ -120,11 +97,14 @@ def wells_of(value: str | list[str]) -> list[str]:
 
 def duration(op: Operation, params: dict[str, Any], overrides: dict[str, Any] | None = None) -> float:
     """Expected seconds of one operation (device params may override `duration_s.<op>`)."""
-    if overrides and f"duration_s.{op.name}" in overrides:
-        base = float(overrides[f"duration_s.{op.name}"])
-    else:
-        base = op.base_s
-    extra = sum(float(params.get(p, 0) or 0) * k for p, k in op.per_param)
-    wells = params.get("dest_wells") or params.get("wells")
-    n = len(wells_of(wells)) if wells else (96 if op.per_well_s and op.name == "read_absorbance" else 0)
-    return base + extra + n * op.per_well_s
+    t = op.timing
+    base = float(overrides[f"duration_s.{op.name}"]) if overrides and f"duration_s.{op.name}" in overrides \
+        else t.base_s
+    try:
+        full = op.capability.validate(params)  # defaults filled in, as the device will run it
+    except InvalidParameters:
+        full = dict(params)
+    extra = sum(float(full.get(p, 0) or 0) * k for p, k in t.per_param)
+    wells = full.get("dest_wells") or full.get("wells")
+    n = len(wells_of(wells)) if wells else (96 if t.per_well_s and op.name == "read_absorbance" else 0)
+    return base + extra + n * t.per_well_s

@@ -14,22 +14,32 @@ from autolab.model.protocol import Concrete
 
 
 def call_of(step: Concrete) -> tuple[str, str, dict]:
-    """(device, operation, parameters) of a device leaf as the device will see them."""
+    """(device, operation, parameters) of a device leaf as the device will see them.
+
+    Well ranges are expanded to explicit comma-separated lists, which every
+    instrument accepts.
+    """
     f = step.fields
     if step.kind == "transfer":
         return "arm", "transfer", {}
     if step.kind == "dispense":
-        params = {"dest_wells": _wells_text(f["wells"]), "volume_ul": f["volume_ul"]}
+        params: dict = {"dest_wells": _wells_text(f["wells"]), "volume_ul": f["volume_ul"]}
+        device = f.get("device", "liquid_handler1")
         if f.get("source_labware"):
             params["source_labware"] = f["source_labware"]
             params["source_wells"] = _wells_text(f.get("source_wells", f["wells"]))
-            return f.get("device", "liquid_handler1"), "transfer", params
-        return f.get("device", "liquid_handler1"), "dispense", params
-    return f["device"], f["operation"], dict(f.get("parameters") or {})
+            return device, "transfer", params
+        params["reagent"] = f.get("reagent", "water")
+        return device, "dispense", params
+    params = dict(f.get("parameters") or {})
+    if isinstance(params.get("wells"), str | list):
+        params["wells"] = _wells_text(params["wells"])
+    return f["device"], f["operation"], params
 
 
 def _wells_text(wells: str | list) -> str:
-    return ",".join(wells) if isinstance(wells, list) else str(wells)
+    expanded = caps.wells_of(wells)
+    return ",".join(expanded) if expanded else (",".join(wells) if isinstance(wells, list) else str(wells))
 
 
 def leaf_seconds(step: Concrete, device_types: dict[str, str], transfer_s: float = caps.TRANSFER_S,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autolab.executive import capabilities as caps
-from autolab.executive.estimates import call_of, critical_path, leaf_seconds
 from autolab.executive.errors import ExecutiveError
+from autolab.executive.estimates import call_of, critical_path, leaf_seconds
 from autolab.model.protocol import Concrete, Protocol, expand
 
 
@@ -93,11 +93,16 @@ class PreflightFailed(ExecutiveError):
 
 
 def preflight(protocol: Protocol, values: dict[str, Any], cell: CellFacts,
-              labware_at: dict[str, str] | None = None) -> PreflightReport:
-    """Check `protocol` with bound parameter `values` against `cell` (ParameterError propagates)."""
+              labware_at: dict[str, str] | None = None, check_locations: bool = True) -> PreflightReport:
+    """Check `protocol` with bound parameter `values` against `cell` (ParameterError propagates).
+
+    `check_locations=False` skips where-is-the-plate checks, for a run queued
+    behind others that will move the labware first.
+    """
     steps = expand(protocol, values)
     lines = {s.id: (s.line, s.column) for s in protocol.walk()}
     sim = _Walk(cell, dict(labware_at or {k: loc for k, (_t, loc) in cell.inventory.items()}), lines)
+    sim.check_locations = check_locations
     sim.steps(steps)
     est = critical_path(steps, lambda s: leaf_seconds(s, cell.device_types, device_params=cell.device_params))
     n_leaves = sum(1 for top in steps for s in top.walk() if not s.children and s.kind != "sequence")
@@ -144,8 +149,11 @@ class _Walk:
         self.cell, self.at, self.lines = cell, at, lines
         self.volumes: dict[str, dict[str, float]] = {}
         self.problems: list[Problem] = []
+        self.check_locations = True
 
-    def problem(self, step: Concrete, message: str) -> None:
+    def problem(self, step: Concrete, message: str, dynamic: bool = False) -> None:
+        if dynamic and not self.check_locations:
+            return
         self.problems.append(Problem(step.path, message, *self.lines.get(step.id, (0, 0))))
 
     def steps(self, steps: list[Concrete]) -> None:
@@ -183,14 +191,14 @@ class _Walk:
                 return
         where = self.at.get(lw)
         if f.get("source") and where != f["source"]:
-            self.problem(s, f"'{lw}' will be at {where}, not at the source {f['source']}")
+            self.problem(s, f"'{lw}' will be at {where}, not at the source {f['source']}", dynamic=True)
         lw_type = self.cell.inventory[lw][0]
         accepts = self.cell.locations[dst][1]
         if accepts and lw_type not in accepts:
             self.problem(s, f"{dst} does not accept {lw_type} (it takes: {', '.join(accepts)})")
         occupant = next((k for k, v in self.at.items() if v == dst and k != lw), None)
         if occupant:
-            self.problem(s, f"{dst} will be occupied by '{occupant}'")
+            self.problem(s, f"{dst} will be occupied by '{occupant}'", dynamic=True)
         self.at[lw] = dst
 
     def instrument(self, s: Concrete) -> None:
@@ -201,7 +209,7 @@ class _Walk:
             return
         op = caps.operation(dtype, operation)
         if op is None:
-            ops = ", ".join(caps.OPERATIONS.get(dtype, {})) or "none"
+            ops = ", ".join(caps.operations_of(dtype)) or "none"
             self.problem(s, f"{device} ({dtype}) cannot '{operation}' (it can: {ops})")
             return
         for msg in caps.check_parameters(op, params):
@@ -214,7 +222,7 @@ class _Walk:
             nests = self.cell.nest_of(device)
             if self.at.get(lw) not in nests:
                 self.problem(s, f"'{lw}' will be at {self.at.get(lw)}, not in {device} "
-                                f"({' or '.join(nests) or 'it has no nest'})")
+                                f"({' or '.join(nests) or 'it has no nest'})", dynamic=True)
         if operation in ("dispense", "transfer") and lw in self.cell.inventory:
             self.liquid(s, lw, params)
 

@@ -182,8 +182,8 @@ class Executive:
                 continue
             kind, path = ev["kind"], ev["step"]
             if kind == "step_started":
-                run.store_steps[path] = self.store.add_step(run.run_id, path.rsplit("/", 1)[-1], ev.get("operation", ""),
-                                                            step_key=path, started_at=None)
+                run.store_steps[path] = self.store.add_step(
+                    run.run_id, path.rsplit("/", 1)[-1], ev.get("operation", ""), step_key=path)
             elif kind in ("step_succeeded", "step_failed", "step_canceled"):
                 sid = run.store_steps.pop(path, None)
                 outcome = {"step_succeeded": "skipped" if ev.get("skipped") else "succeeded",

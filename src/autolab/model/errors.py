@@ -59,3 +59,28 @@ class NotAccepted(InventoryError):
     """The destination does not accept this labware type."""
 
     code = "INVALID_GOAL"
+
+
+# --- liquids in wells (autolab.model.labware) -------------------------------------
+class LabwareError(ModelError, ValueError):
+    """Base of the liquid-tracking errors: nothing was changed when one is raised."""
+
+
+class WellNameError(LabwareError):
+    """A well name that does not exist on the labware (e.g. "I1" on a 96-well plate)."""
+
+
+class VolumeError(LabwareError):
+    """A negative, non-finite or otherwise unusable volume or concentration."""
+
+
+class WellOverflow(LabwareError):
+    """A well would hold more than its capacity."""
+
+
+class WellUnderflow(LabwareError):
+    """A well holds less liquid than asked for."""
+
+
+class UnknownReagent(LabwareError):
+    """A reagent name that is neither known nor given with an explicit composition."""

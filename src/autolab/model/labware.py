@@ -14,30 +14,30 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from autolab.model.errors import LabwareError, VolumeError, WellNameError, WellOverflow, WellUnderflow
+
 #: Volumes below this are treated as zero (floating-point dust from repeated mixing).
 VOLUME_EPS_UL = 1e-9
 
 _WELL_RE = re.compile(r"^([A-Za-z]{1,2})(\d{1,2})$")
 
 
-class LabwareError(ValueError):
-    """Base of the liquid-tracking errors (move to autolab.model.errors when that module exists)."""
-
-
-class WellNameError(LabwareError):
-    """A well name does not exist on this labware (e.g. "I1" on a 96-well plate)."""
-
-
-class VolumeError(LabwareError):
-    """A negative, non-finite or otherwise unusable volume or concentration."""
-
-
-class WellOverflow(LabwareError):
-    """A well would hold more than its capacity."""
-
-
-class WellUnderflow(LabwareError):
-    """A well holds less liquid than asked for."""
+__all__ = [
+    "DEFAULT_PLATE",
+    "LabwareError",
+    "Liquid",
+    "Plate",
+    "PlateGeometry",
+    "Reagent",
+    "VolumeError",
+    "Well",
+    "WellNameError",
+    "WellOverflow",
+    "WellUnderflow",
+    "check_fits",
+    "dispense",
+    "transfer",
+]
 
 
 @dataclass(frozen=True)
@@ -185,9 +185,7 @@ class Well:
     def remove(self, volume_ul: float) -> Liquid:
         """Take `volume_ul` of the (well-mixed) content."""
         if volume_ul > self.volume_ul + VOLUME_EPS_UL:
-            raise WellUnderflow(
-                f"well {self.name} holds {self.volume_ul:.2f} uL, cannot take {volume_ul:.2f} uL"
-            )
+            raise WellUnderflow(f"well {self.name} holds {self.volume_ul:.2f} uL, cannot take {volume_ul:.2f} uL")
         fraction = min(1.0, volume_ul / self.volume_ul) if self.volume_ul > 0 else 0.0
         taken = Liquid(volume_ul, {k: v * fraction for k, v in self.content.amounts_nmol.items()})
         self.content.volume_ul = max(0.0, self.volume_ul - volume_ul)
@@ -258,8 +256,9 @@ def dispense(plate: Plate, wells: Sequence[str], reagent: Reagent, volumes_ul: S
         raise
 
 
-def transfer(source: Plate, source_wells: Sequence[str], dest: Plate, dest_wells: Sequence[str],
-             volumes_ul: Sequence[float]) -> None:
+def transfer(
+    source: Plate, source_wells: Sequence[str], dest: Plate, dest_wells: Sequence[str], volumes_ul: Sequence[float]
+) -> None:
     """Well-to-well transfers, in order; all or nothing (both plates restored on error)."""
     dest_wells = list(dest_wells)
     if not dest_wells:

@@ -27,7 +27,14 @@ from autolab.model.geometry import Pose
 LOCATION_KINDS = ("hotel_slot", "conveyor_station", "instrument_nest", "deck")
 LABWARE_KINDS = ("plate", "reservoir", "tube_rack")
 DEVICE_TYPES = (
-    "arm", "conveyor", "hotel", "plate_reader", "sealer", "incubator", "liquid_handler", "barcode_reader",
+    "arm",
+    "conveyor",
+    "hotel",
+    "plate_reader",
+    "sealer",
+    "incubator",
+    "liquid_handler",
+    "barcode_reader",
     "camera",
 )
 SCHEMA_VERSION = 1
@@ -109,7 +116,7 @@ class LabwareType:
     def parse_well(self, well: str) -> tuple[int, int]:
         """'B3' -> (1, 2); ValueError naming the problem for a well this type does not have."""
         letters = "".join(ch for ch in well if ch.isalpha()).upper()
-        digits = well[len(letters):]
+        digits = well[len(letters) :]
         if not letters or not digits.isdigit() or well[: len(letters)].upper() != letters:
             raise ValueError(f"{well!r} is not a well name like 'A1'")
         row = 0
@@ -274,8 +281,7 @@ class _Parser:
 
     # typed readers -----------------------------------------------------------------------------------
 
-    def mapping(self, path: tuple, value: Any, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
-                ) -> dict:
+    def mapping(self, path: tuple, value: Any, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         for k in required:
@@ -328,10 +334,14 @@ class _Parser:
 
     def box(self, path: tuple, name: str, value: Any) -> Box:
         m = self.mapping(path, value, required=("size", "pose"), optional=("rgba",))
-        rgba = self.vector((*path, "rgba"), m["rgba"], 4, nonneg=True) if "rgba" in m else Box.__dataclass_fields__[
-            "rgba"].default
-        return Box(name, self.vector((*path, "size"), m["size"], 3, positive=True), self.pose((*path, "pose"), m["pose"]),
-                   rgba)  # type: ignore[arg-type]
+        rgba = (
+            self.vector((*path, "rgba"), m["rgba"], 4, nonneg=True)
+            if "rgba" in m
+            else Box.__dataclass_fields__["rgba"].default
+        )
+        return Box(
+            name, self.vector((*path, "size"), m["size"], 3, positive=True), self.pose((*path, "pose"), m["pose"]), rgba
+        )  # type: ignore[arg-type]
 
     def boxes(self, path: tuple, value: Any) -> tuple[Box, ...]:
         if not isinstance(value, dict):
@@ -341,17 +351,24 @@ class _Parser:
     # sections ------------------------------------------------------------------------------------------
 
     def workcell(self, data: Any) -> Workcell:
-        top = self.mapping((), data, required=("schema_version", "name", "devices", "labware_types", "locations",
-                                                 "inventory"),
-                           optional=("fixtures", "labware_groups", "defaults"))
+        top = self.mapping(
+            (),
+            data,
+            required=("schema_version", "name", "devices", "labware_types", "locations", "inventory"),
+            optional=("fixtures", "labware_groups", "defaults"),
+        )
         version = self.integer(("schema_version",), top["schema_version"])
         if version != SCHEMA_VERSION:
-            raise self.fail(("schema_version",), f"unsupported schema_version {version}; this autolab reads "
-                                                 f"{SCHEMA_VERSION}")
+            raise self.fail(
+                ("schema_version",), f"unsupported schema_version {version}; this autolab reads {SCHEMA_VERSION}"
+            )
         name = self.string(("name",), top["name"])
         defaults = self.mapping(("defaults",), top.get("defaults") or {}, optional=("approach",))
-        approach = (self.vector(("defaults", "approach"), defaults["approach"], 3) if "approach" in defaults
-                    else DEFAULT_APPROACH)
+        approach = (
+            self.vector(("defaults", "approach"), defaults["approach"], 3)
+            if "approach" in defaults
+            else DEFAULT_APPROACH
+        )
         fixtures = self.boxes(("fixtures",), top.get("fixtures") or {})
         devices = self.devices(top["devices"])
         types = self.labware_types(top["labware_types"])
@@ -359,9 +376,16 @@ class _Parser:
         inventory = self.inventory(top["inventory"], types, locations)
         arm, urdf_text = self.arm(devices)
         return Workcell(
-            name=name, path=self.path, locations=MappingProxyType(locations), devices=MappingProxyType(devices),
-            labware_types=MappingProxyType(types), inventory=inventory, fixtures=fixtures, arm=arm,
-            normalised=_normalise({k: v for k, v in top.items() if k != "labware_groups"}), urdf_text=urdf_text,
+            name=name,
+            path=self.path,
+            locations=MappingProxyType(locations),
+            devices=MappingProxyType(devices),
+            labware_types=MappingProxyType(types),
+            inventory=inventory,
+            fixtures=fixtures,
+            arm=arm,
+            normalised=_normalise({k: v for k, v in top.items() if k != "labware_groups"}),
+            urdf_text=urdf_text,
         )
 
     def devices(self, value: Any) -> dict[str, Device]:
@@ -392,41 +416,58 @@ class _Parser:
         if not isinstance(value, dict) or not value:
             raise self.fail(("labware_types",), f"expected a non-empty mapping, got {_kind(value)}")
         out = {}
-        numbers = ("length_mm", "width_mm", "height_mm", "well_pitch_mm", "well_volume_ul", "well_depth_mm",
-                   "well_diameter_mm", "mass_g", "grasp_height_mm")
+        numbers = (
+            "length_mm",
+            "width_mm",
+            "height_mm",
+            "well_pitch_mm",
+            "well_volume_ul",
+            "well_depth_mm",
+            "well_diameter_mm",
+            "mass_g",
+            "grasp_height_mm",
+        )
         for type_id, spec in value.items():
             p = ("labware_types", type_id)
             m = self.mapping(p, spec, required=("kind", "rows", "cols", "a1_offset_mm", *numbers))
             vals = {k: self.number((*p, k), m[k], positive=True) for k in numbers}
             lt = LabwareType(
-                id=type_id, kind=self.string((*p, "kind"), m["kind"], LABWARE_KINDS),
-                rows=self.integer((*p, "rows"), m["rows"], 1), cols=self.integer((*p, "cols"), m["cols"], 1),
+                id=type_id,
+                kind=self.string((*p, "kind"), m["kind"], LABWARE_KINDS),
+                rows=self.integer((*p, "rows"), m["rows"], 1),
+                cols=self.integer((*p, "cols"), m["cols"], 1),
                 a1_offset_mm=self.vector((*p, "a1_offset_mm"), m["a1_offset_mm"], 2, positive=True),  # type: ignore[arg-type]
                 **vals,
             )
             last_x = lt.a1_offset_mm[0] + (lt.cols - 1) * lt.well_pitch_mm
             last_y = lt.a1_offset_mm[1] + (lt.rows - 1) * lt.well_pitch_mm
             if last_x >= lt.length_mm or last_y >= lt.width_mm:
-                raise self.fail((*p, "well_pitch_mm"), f"the last well ({last_x:.2f}, {last_y:.2f}) mm lies outside "
-                                                      f"the {lt.length_mm} x {lt.width_mm} mm footprint")
+                raise self.fail(
+                    (*p, "well_pitch_mm"),
+                    f"the last well ({last_x:.2f}, {last_y:.2f}) mm lies outside "
+                    f"the {lt.length_mm} x {lt.width_mm} mm footprint",
+                )
             if lt.well_depth_mm > lt.height_mm:
-                raise self.fail((*p, "well_depth_mm"), f"{lt.well_depth_mm} mm is deeper than the labware "
-                                                       f"({lt.height_mm} mm)")
+                raise self.fail(
+                    (*p, "well_depth_mm"), f"{lt.well_depth_mm} mm is deeper than the labware ({lt.height_mm} mm)"
+                )
             if lt.grasp_height_mm >= lt.height_mm:
-                raise self.fail((*p, "grasp_height_mm"), f"{lt.grasp_height_mm} mm is not below the labware's top "
-                                                         f"({lt.height_mm} mm)")
+                raise self.fail(
+                    (*p, "grasp_height_mm"),
+                    f"{lt.grasp_height_mm} mm is not below the labware's top ({lt.height_mm} mm)",
+                )
             out[type_id] = lt
         return out
 
-    def locations(self, value: Any, devices: dict[str, Device], types: dict[str, LabwareType],
-                  approach: tuple[float, ...]) -> dict[str, Location]:
+    def locations(
+        self, value: Any, devices: dict[str, Device], types: dict[str, LabwareType], approach: tuple[float, ...]
+    ) -> dict[str, Location]:
         if not isinstance(value, dict) or not value:
             raise self.fail(("locations",), f"expected a non-empty mapping, got {_kind(value)}")
         out = {}
         for loc_id, spec in value.items():
             p = ("locations", loc_id)
-            m = self.mapping(p, spec, required=("kind", "pose", "accepts"),
-                             optional=("device", "frame", "approach"))
+            m = self.mapping(p, spec, required=("kind", "pose", "accepts"), optional=("device", "frame", "approach"))
             device = self.string((*p, "device"), m["device"]) if "device" in m else None
             if device is not None and device not in devices:
                 raise self.fail((*p, "device"), f"unknown device {device!r}; devices are: {', '.join(devices)}")
@@ -434,8 +475,9 @@ class _Parser:
             if "frame" in m:
                 frame = self.string((*p, "frame"), m["frame"])
                 if frame not in devices:
-                    raise self.fail((*p, "frame"), f"unknown frame {frame!r}; a frame is a device id "
-                                                   f"({', '.join(devices)})")
+                    raise self.fail(
+                        (*p, "frame"), f"unknown frame {frame!r}; a frame is a device id ({', '.join(devices)})"
+                    )
                 pose = devices[frame].pose.compose(pose)
             accepts = self.string_list((*p, "accepts"), m["accepts"])
             for i, t in enumerate(accepts):
@@ -445,13 +487,18 @@ class _Parser:
             if kind == "conveyor_station" and (device is None or devices[device].type != "conveyor"):
                 raise self.fail((*p, "device"), "a conveyor_station must name its conveyor device")
             out[loc_id] = Location(
-                id=loc_id, kind=kind, pose=pose, device=device, accepts=accepts,
+                id=loc_id,
+                kind=kind,
+                pose=pose,
+                device=device,
+                accepts=accepts,
                 approach=self.vector((*p, "approach"), m["approach"], 3) if "approach" in m else approach,  # type: ignore[arg-type]
             )
         return out
 
-    def inventory(self, value: Any, types: dict[str, LabwareType], locations: dict[str, Location]
-                  ) -> tuple[LabwareItem, ...]:
+    def inventory(
+        self, value: Any, types: dict[str, LabwareType], locations: dict[str, Location]
+    ) -> tuple[LabwareItem, ...]:
         if not isinstance(value, list):
             raise self.fail(("inventory",), f"expected a list of labware items, got {_kind(value)}")
         items: list[LabwareItem] = []
@@ -460,7 +507,8 @@ class _Parser:
             p = ("inventory", i)
             m = self.mapping(p, spec, required=("id", "type", "location", "barcode", "aruco_id"))
             item = LabwareItem(
-                id=self.string((*p, "id"), m["id"]), type=self.string((*p, "type"), m["type"]),
+                id=self.string((*p, "id"), m["id"]),
+                type=self.string((*p, "type"), m["type"]),
                 location=self.string((*p, "location"), m["location"]),
                 barcode=self.string((*p, "barcode"), str(m["barcode"])),
                 aruco_id=self.integer((*p, "aruco_id"), m["aruco_id"], 0),
@@ -496,9 +544,21 @@ class _Parser:
     def arm(self, devices: dict[str, Device]) -> tuple[ArmConfig, str]:
         dev = next(d for d in devices.values() if d.type == "arm")
         p = ("devices", dev.id, "params")
-        m = self.mapping(p, dict(dev.params), required=(
-            "urdf", "base_link", "tcp_link", "arm_joints", "finger_joints", "named_poses", "max_opening_m",
-            "grip_force_n", "safe_height_m"))
+        m = self.mapping(
+            p,
+            dict(dev.params),
+            required=(
+                "urdf",
+                "base_link",
+                "tcp_link",
+                "arm_joints",
+                "finger_joints",
+                "named_poses",
+                "max_opening_m",
+                "grip_force_n",
+                "safe_height_m",
+            ),
+        )
         urdf_path = self.resolve_file(Path(self.string((*p, "urdf"), m["urdf"])))
         try:
             urdf_text = urdf_path.read_text()
@@ -537,8 +597,11 @@ class _Parser:
                     raise self.fail((*pp, i), f"{v} is outside {jn}'s limits [{lo}, {hi}]")
             named[pose_name] = vec
         return ArmConfig(
-            urdf_path=urdf_path, base_link=m["base_link"], tcp_link=m["tcp_link"],
-            arm_joints=joints["arm_joints"], finger_joints=joints["finger_joints"],
+            urdf_path=urdf_path,
+            base_link=m["base_link"],
+            tcp_link=m["tcp_link"],
+            arm_joints=joints["arm_joints"],
+            finger_joints=joints["finger_joints"],
             joint_limits=MappingProxyType({j: limits[j] for j in (*joints["arm_joints"], *joints["finger_joints"])}),
             named_poses=MappingProxyType(named),
             max_opening_m=self.number((*p, "max_opening_m"), m["max_opening_m"], positive=True),

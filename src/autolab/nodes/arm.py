@@ -519,7 +519,7 @@ class ArmNode(Node):
     def _on_conveyor(self, conveyor: str, msg: ConveyorState) -> None:
         stations, last = self._belt[conveyor]
         self._belt[conveyor] = (stations, msg.position_m)
-        if last is not None and not msg.moving or last is not None:
+        if last is not None:
             moved = self.inventory.advance_belt(stations, msg.position_m - last)
             if moved:
                 self.get_logger().info(f"{conveyor} moved {msg.position_m - last:+.3f} m carrying {moved}")

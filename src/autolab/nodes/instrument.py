@@ -23,8 +23,6 @@ import threading
 import time
 from typing import Any
 
-from autolab_interfaces.action import InstrumentRun
-from autolab_interfaces.msg import DataRef, DeviceState, LabwarePoseArray, LabwareRef, Parameter
 from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -44,12 +42,18 @@ from autolab.devices.instruments import CAPABILITIES, Instrument, InstrumentBack
 from autolab.nodes.qos import LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab.nodes.safety_watch import SafetyWatch
+from autolab_interfaces.action import InstrumentRun
+from autolab_interfaces.msg import DataRef, DeviceState, LabwarePoseArray, LabwareRef, Parameter
 
 R = InstrumentRun.Result
 #: Workcell type names that mean one of our instrument types.
 TYPE_ALIASES = {"barcode_reader": "barcode_scanner"}
-_STATE = {"idle": DeviceState.STATE_IDLE, "busy": DeviceState.STATE_BUSY, "error": DeviceState.STATE_ERROR,
-          "offline": DeviceState.STATE_OFFLINE}
+_STATE = {
+    "idle": DeviceState.STATE_IDLE,
+    "busy": DeviceState.STATE_BUSY,
+    "error": DeviceState.STATE_ERROR,
+    "offline": DeviceState.STATE_OFFLINE,
+}
 
 
 class GoalFailed(Exception):
@@ -60,9 +64,14 @@ class GoalFailed(Exception):
 
 def error_code_of(exc: Exception) -> int:
     """The InstrumentRun error code of a devices-layer error."""
-    for cls, code in ((InvalidOperation, R.INVALID_OPERATION), (InvalidParameters, R.INVALID_PARAMETERS),
-                      (NotReady, R.NOT_READY), (LiquidHandlingError, R.LIQUID_ERROR),
-                      (CommunicationError, R.COMMUNICATION_ERROR), (DeviceFault, R.DEVICE_ERROR)):
+    for cls, code in (
+        (InvalidOperation, R.INVALID_OPERATION),
+        (InvalidParameters, R.INVALID_PARAMETERS),
+        (NotReady, R.NOT_READY),
+        (LiquidHandlingError, R.LIQUID_ERROR),
+        (CommunicationError, R.COMMUNICATION_ERROR),
+        (DeviceFault, R.DEVICE_ERROR),
+    ):
         if isinstance(exc, cls):
             return code
     return R.DEVICE_ERROR
@@ -135,8 +144,13 @@ class InstrumentNode(Node):
         if self.backend_name == "sim":
             self.create_subscription(LabwarePoseArray, "sim/labware_poses", self._on_poses, LATCHED)
         self._action = ActionServer(
-            self, InstrumentRun, "~/run", execute_callback=self._execute, goal_callback=self._on_goal,
-            cancel_callback=self._on_cancel, callback_group=ReentrantCallbackGroup(),
+            self,
+            InstrumentRun,
+            "~/run",
+            execute_callback=self._execute,
+            goal_callback=self._on_goal,
+            cancel_callback=self._on_cancel,
+            callback_group=ReentrantCallbackGroup(),
         )
         self.create_timer(p["state_period_s"], self.publish_state, callback_group=MutuallyExclusiveCallbackGroup())
         self.publish_state()
@@ -151,8 +165,11 @@ class InstrumentNode(Node):
 
         device = _workcell_device(self.device_id)
         p = {
-            "type": declare("type", getattr(device, "type", ""), "plate_reader | sealer | incubator | "
-                            "liquid_handler | barcode_scanner"),
+            "type": declare(
+                "type",
+                getattr(device, "type", ""),
+                "plate_reader | sealer | incubator | liquid_handler | barcode_scanner",
+            ),
             "backend": declare("backend", getattr(device, "backend", "") or "sim", "sim | serial"),
             "model": declare("model", "", "serial driver model (empty: the type's default)"),
             "port": declare("port", "", "serial port or pyserial URL (backend serial)"),
@@ -167,8 +184,9 @@ class InstrumentNode(Node):
         }
         p["type"] = TYPE_ALIASES.get(p["type"], p["type"])
         if p["type"] not in CAPABILITIES:
-            raise StartupError(self.device_id, f"parameter 'type' = {p['type']!r} is not one of "
-                               f"{', '.join(sorted(CAPABILITIES))}")
+            raise StartupError(
+                self.device_id, f"parameter 'type' = {p['type']!r} is not one of {', '.join(sorted(CAPABILITIES))}"
+            )
         if p["backend"] not in ("sim", "serial"):
             raise StartupError(self.device_id, f"parameter 'backend' = {p['backend']!r} is not 'sim' or 'serial'")
         if p["backend"] == "serial" and not p["port"]:
@@ -190,8 +208,12 @@ class InstrumentNode(Node):
         from autolab.nodes.sim_liquid_services import RosLiquids
         from autolab.sim.instruments import SIM_CLASSES
 
-        kwargs: dict[str, Any] = {"device_id": self.device_id, "time_scale": float(p["time_scale"]),
-                                  "seed": int(p["seed"]), "clock": self._now_s}
+        kwargs: dict[str, Any] = {
+            "device_id": self.device_id,
+            "time_scale": float(p["time_scale"]),
+            "seed": int(p["seed"]),
+            "clock": self._now_s,
+        }
         if self.device_type in ("plate_reader", "liquid_handler"):
             kwargs["liquids"] = RosLiquids(self)
         if self.device_type == "barcode_scanner":
@@ -221,8 +243,11 @@ class InstrumentNode(Node):
         msg = DeviceState()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.device_id, msg.device_type, msg.backend = self.device_id, self.device_type, self.backend_name
-        msg.state = DeviceState.STATE_ESTOPPED if self.safety.estop_latched else _STATE.get(
-            status.state, DeviceState.STATE_UNKNOWN)
+        msg.state = (
+            DeviceState.STATE_ESTOPPED
+            if self.safety.estop_latched
+            else _STATE.get(status.state, DeviceState.STATE_UNKNOWN)
+        )
         msg.active_operation, msg.active_goal_id = self._active
         msg.door_open, msg.occupied = status.door_open, status.occupied
         if status.occupant and status.occupant != "?":
@@ -247,8 +272,9 @@ class InstrumentNode(Node):
         goal: InstrumentRun.Goal = goal_handle.request
         result = InstrumentRun.Result()
         if not self._busy.acquire(blocking=False):
-            return self._finish(goal_handle, result, R.NOT_READY, f"{self.device_id} is busy with "
-                                f"{self._active[0]}", abort=True)
+            return self._finish(
+                goal_handle, result, R.NOT_READY, f"{self.device_id} is busy with {self._active[0]}", abort=True
+            )
         gid = bytes(goal_handle.goal_id.uuid).hex()
         self._active = (goal.operation, gid)
         self._stop_requested.clear()
@@ -262,8 +288,7 @@ class InstrumentNode(Node):
             self.get_logger().info(f"{goal.operation} done")
             return result
         except GoalFailed as exc:
-            return self._finish(goal_handle, result, exc.code, str(exc),
-                                canceled=exc.code == R.CANCELED)
+            return self._finish(goal_handle, result, exc.code, str(exc), canceled=exc.code == R.CANCELED)
         except DeviceError as exc:
             return self._finish(goal_handle, result, error_code_of(exc), str(exc))
         finally:
@@ -271,8 +296,9 @@ class InstrumentNode(Node):
             self._busy.release()
             self.publish_state()
 
-    def _finish(self, goal_handle, result, code: int, message: str, canceled: bool = False,
-                abort: bool = True) -> InstrumentRun.Result:
+    def _finish(
+        self, goal_handle, result, code: int, message: str, canceled: bool = False, abort: bool = True
+    ) -> InstrumentRun.Result:
         result.error_code, result.error_msg = code, message
         self._last_error = (code, message)
         self.get_logger().warning(f"{self.device_id}: {message}")
@@ -308,8 +334,9 @@ class InstrumentNode(Node):
             if time.monotonic() > deadline:
                 self.backend.abort()
                 raise GoalFailed(R.TIMEOUT, f"{goal.operation} did not finish within its estimated time")
-            fb = InstrumentRun.Feedback(phase=progress.phase, progress=float(progress.progress),
-                                        eta_s=float(progress.eta_s))
+            fb = InstrumentRun.Feedback(
+                phase=progress.phase, progress=float(progress.progress), eta_s=float(progress.eta_s)
+            )
             fb.readings = [param_msg(k, float(v)) for k, v in progress.readings.items()]
             goal_handle.publish_feedback(fb)
             time.sleep(self.poll_s)
@@ -323,8 +350,9 @@ class InstrumentNode(Node):
                 self._store = RunStore.open(self._store_url or None)
             return self._store
 
-    def _store_result(self, goal: InstrumentRun.Goal, op: OperationResult, result: InstrumentRun.Result,
-                      started: float) -> None:
+    def _store_result(
+        self, goal: InstrumentRun.Goal, op: OperationResult, result: InstrumentRun.Result, started: float
+    ) -> None:
         """Write the data to the run store, then reference it: a result never returns unstored data."""
         if not op.kind:
             return
@@ -336,14 +364,20 @@ class InstrumentNode(Node):
             run_id = goal.run_id or store.ensure_adhoc_run(self.device_id)
             labware = op.data.get("labware_id") or goal.labware.id or None
             metadata = {k: v for k, v in op.data.items() if k not in ("wells", "values")}
-            record = store.add_measurement(run_id, self.device_id, op.kind, op.data, op.units,
-                                           step_id=None, labware=labware, metadata=metadata)
+            record = store.add_measurement(
+                run_id, self.device_id, op.kind, op.data, op.units, step_id=None, labware=labware, metadata=metadata
+            )
             if op.kind == "liquid_transfer":
                 self._record_lineage(store, run_id, op.data)
         except DataError as exc:
             raise DeviceFault(f"{goal.operation} finished but its data could not be stored: {exc}") from exc
-        result.data = DataRef(run_id=run_id, record_id=record, kind=op.kind,
-                              uri=measurement_uri(run_id, record), media_type="application/json")
+        result.data = DataRef(
+            run_id=run_id,
+            record_id=record,
+            kind=op.kind,
+            uri=measurement_uri(run_id, record),
+            media_type="application/json",
+        )
 
     def _record_lineage(self, store, run_id: str, data: dict[str, Any]) -> None:
         dest = data.get("labware_id", "")
@@ -356,8 +390,9 @@ class InstrumentNode(Node):
             if data.get("operation") == "dispense":
                 store.record_lineage(run_id, dest, well, None, None, data.get("reagent", "reagent"), vol)
             elif data.get("operation") == "transfer":
-                store.record_lineage(run_id, dest, well, data.get("source_labware"), src,
-                                     f"{data.get('source_labware')}:{src}", vol)
+                store.record_lineage(
+                    run_id, dest, well, data.get("source_labware"), src, f"{data.get('source_labware')}:{src}", vol
+                )
 
     def close(self) -> None:
         self.backend.close()

@@ -30,7 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-from autolab_interfaces.msg import QueueItem, QueueState, RunEvent
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -40,10 +39,18 @@ from autolab.data.mcap_recorder import MEDIA_TYPE, McapRunRecorder, RateLimiter,
 from autolab.data.store import RunStore, data_dir
 from autolab.nodes.qos import EVENTS, LATCHED
 from autolab.nodes.runtime import StartupError, run_node
+from autolab_interfaces.msg import QueueItem, QueueState, RunEvent
 
 DEFAULT_TOPICS = [
-    "/joint_states", "/*/state", "/executive/queue", "/executive/tree",
-    "/camera/image_raw", "/camera/camera_info", "/sim/*", "/tf", "/tf_static",
+    "/joint_states",
+    "/*/state",
+    "/executive/queue",
+    "/executive/tree",
+    "/camera/image_raw",
+    "/camera/camera_info",
+    "/sim/*",
+    "/tf",
+    "/tf_static",
 ]
 DEFAULT_RATES = ["/camera/image_raw:2.0", "/camera/camera_info:2.0"]
 FINISHED = {QueueItem.STATUS_SUCCEEDED, QueueItem.STATUS_FAILED, QueueItem.STATUS_ABORTED}
@@ -67,10 +74,10 @@ def parse_rate_limits(entries: list[str]) -> list[tuple[str, float]]:
 def subscription_qos(publishers) -> QoSProfile:
     """A QoS compatible with every publisher: latched only if all are, best-effort if any is."""
     reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
-    latched = bool(publishers) and all(
-        p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
+    latched = bool(publishers) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
     return QoSProfile(
-        depth=10, history=HistoryPolicy.KEEP_LAST,
+        depth=10,
+        history=HistoryPolicy.KEEP_LAST,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
     )
@@ -78,8 +85,10 @@ def subscription_qos(publishers) -> QoSProfile:
 
 def _qos_yaml(qos: QoSProfile) -> str:
     """The offered_qos_profiles text rosbag2 stores with a channel (so `ros2 bag play` can match it)."""
-    return (f"- history: keep_last\n  depth: {qos.depth}\n  reliability: {qos.reliability.name.lower()}\n"
-            f"  durability: {qos.durability.name.lower()}\n")
+    return (
+        f"- history: keep_last\n  depth: {qos.depth}\n  reliability: {qos.reliability.name.lower()}\n"
+        f"  durability: {qos.durability.name.lower()}\n"
+    )
 
 
 class RecorderNode(Node):
@@ -145,8 +154,11 @@ class RecorderNode(Node):
         except DataError:
             self.store.create_run(
                 str(start.get("protocol") or start.get("protocol_name") or "unknown"),
-                str(start.get("protocol_text", "")), start.get("parameters") or {},
-                str(start.get("operator", "")), str(start.get("workcell_hash", "")), run_id=run_id,
+                str(start.get("protocol_text", "")),
+                start.get("parameters") or {},
+                str(start.get("operator", "")),
+                str(start.get("workcell_hash", "")),
+                run_id=run_id,
                 metadata={"created_by": "recorder from start document"},
             )
 
@@ -158,8 +170,9 @@ class RecorderNode(Node):
             return
         for d in docs:
             self._last_seq = d.seq
-            msg = RunEvent(run_id=d.run_id, doc_type=d.doc_type, uid=d.uid,
-                           json=json.dumps(d.body, separators=(",", ":")))
+            msg = RunEvent(
+                run_id=d.run_id, doc_type=d.doc_type, uid=d.uid, json=json.dumps(d.body, separators=(",", ":"))
+            )
             self._pub.publish(msg)
             if d.doc_type == "start":
                 self._begin(d.run_id)
@@ -236,8 +249,9 @@ class RecorderNode(Node):
             qos = subscription_qos(self.get_publishers_info_by_topic(topic))
             hz = next((rate for pattern, rate in self._rates if fnmatch.fnmatchcase(topic, pattern)), 0.0)
             self._limiters[topic] = RateLimiter(hz)
-            sub = self.create_subscription(msg_class, topic, lambda data, t=topic: self._on_message(t, data),
-                                           qos, raw=True)
+            sub = self.create_subscription(
+                msg_class, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True
+            )
             qos_yaml = _qos_yaml(qos)
             with self._lock:
                 self._subs[topic] = (type_name, qos_yaml, sub)
@@ -256,8 +270,7 @@ class RecorderNode(Node):
                 try:
                     rec.write(topic, data, log_time_ns=t)
                 except (DataError, OSError) as exc:
-                    self.get_logger().error(f"run {run_id}: cannot write {topic}: {exc}",
-                                            throttle_duration_sec=10.0)
+                    self.get_logger().error(f"run {run_id}: cannot write {topic}: {exc}", throttle_duration_sec=10.0)
 
     def close(self) -> None:
         """Finish every open recording so the files are complete and indexed."""

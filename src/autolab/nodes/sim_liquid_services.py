@@ -18,8 +18,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autolab_interfaces.msg import WellContents
-from autolab_interfaces.srv import GetWellContents, LiquidTransfer
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
@@ -27,6 +25,8 @@ from autolab.devices.errors import CommunicationError, LiquidHandlingError
 from autolab.model.labware import DEFAULT_PLATE, LabwareError, Liquid, PlateGeometry, WellOverflow, WellUnderflow
 from autolab.nodes.runtime import run_node
 from autolab.sim.liquids import LiquidWorld
+from autolab_interfaces.msg import WellContents
+from autolab_interfaces.srv import GetWellContents, LiquidTransfer
 
 TRANSFER = "sim/liquids/transfer"
 GET_CONTENTS = "sim/liquids/get_contents"
@@ -69,8 +69,9 @@ def liquid_of(msg: WellContents) -> Liquid:
 class LiquidServices:
     """Serves one `LiquidWorld` on a node."""
 
-    def __init__(self, node: Node, world: LiquidWorld | None = None,
-                 geometries: Mapping[str, PlateGeometry] | None = None) -> None:
+    def __init__(
+        self, node: Node, world: LiquidWorld | None = None, geometries: Mapping[str, PlateGeometry] | None = None
+    ) -> None:
         self.node = node
         self.world = world or LiquidWorld()
         self.geometries = dict(_workcell_geometries() if geometries is None else geometries)
@@ -91,8 +92,13 @@ class LiquidServices:
             self.world.plate(req.dest_labware, dest_geo)
             if req.source_labware:
                 self.world.plate(req.source_labware, self._geometry(req.source_labware, ""))
-                self.world.transfer(req.source_labware, list(req.source_wells), req.dest_labware,
-                                    list(req.dest_wells), list(req.volumes_ul))
+                self.world.transfer(
+                    req.source_labware,
+                    list(req.source_wells),
+                    req.dest_labware,
+                    list(req.dest_wells),
+                    list(req.volumes_ul),
+                )
             else:
                 if len(req.reagent_components) != len(req.reagent_concentrations_um):
                     raise LabwareError("reagent_components and reagent_concentrations_um differ in length")
@@ -100,8 +106,9 @@ class LiquidServices:
                 reagent = self.world.reagent(req.reagent, composition or None)
                 self.world.dispense(req.dest_labware, list(req.dest_wells), reagent, list(req.volumes_ul))
             after = self.world.contents(req.dest_labware, list(req.dest_wells))
-            res.dest_contents = [contents_msg(req.dest_labware, w, liq, dest_geo.well_volume_ul)
-                                 for w, liq in after.items()]
+            res.dest_contents = [
+                contents_msg(req.dest_labware, w, liq, dest_geo.well_volume_ul) for w, liq in after.items()
+            ]
             res.error_code = LiquidTransfer.Response.OK
             res.message = f"{len(req.dest_wells)} well(s) of {req.dest_labware} filled"
         except WellOverflow as exc:
@@ -159,20 +166,39 @@ class RosLiquids:
         if res.error_code != LiquidTransfer.Response.OK:
             raise LiquidHandlingError(res.message)
 
-    def dispense(self, dest: str, wells: Sequence[str], reagent_name: str,
-                 composition_um: Mapping[str, float] | None, volumes_ul: Sequence[float]) -> None:
-        req = LiquidTransfer.Request(dest_labware=dest, dest_wells=list(wells), reagent=reagent_name,
-                                     volumes_ul=[float(v) for v in volumes_ul])
+    def dispense(
+        self,
+        dest: str,
+        wells: Sequence[str],
+        reagent_name: str,
+        composition_um: Mapping[str, float] | None,
+        volumes_ul: Sequence[float],
+    ) -> None:
+        req = LiquidTransfer.Request(
+            dest_labware=dest, dest_wells=list(wells), reagent=reagent_name, volumes_ul=[float(v) for v in volumes_ul]
+        )
         if composition_um:
             req.reagent_components = list(composition_um)
             req.reagent_concentrations_um = [float(v) for v in composition_um.values()]
         self._send(req)
 
-    def transfer(self, source: str, source_wells: Sequence[str], dest: str, dest_wells: Sequence[str],
-                 volumes_ul: Sequence[float]) -> None:
-        self._send(LiquidTransfer.Request(source_labware=source, source_wells=list(source_wells),
-                                          dest_labware=dest, dest_wells=list(dest_wells),
-                                          volumes_ul=[float(v) for v in volumes_ul]))
+    def transfer(
+        self,
+        source: str,
+        source_wells: Sequence[str],
+        dest: str,
+        dest_wells: Sequence[str],
+        volumes_ul: Sequence[float],
+    ) -> None:
+        self._send(
+            LiquidTransfer.Request(
+                source_labware=source,
+                source_wells=list(source_wells),
+                dest_labware=dest,
+                dest_wells=list(dest_wells),
+                volumes_ul=[float(v) for v in volumes_ul],
+            )
+        )
 
     def contents(self, labware_id: str) -> tuple[PlateGeometry, dict[str, Liquid]]:
         res = self._call(self._get, GetWellContents.Request(labware_id=labware_id))

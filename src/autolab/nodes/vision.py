@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from autolab_interfaces.msg import Detection, DetectionArray, LabwareRef
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
@@ -25,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from autolab.devices.vision import CameraModel, MarkerDetector, VisionError
 from autolab.nodes.qos import SENSOR, STREAM
 from autolab.nodes.runtime import StartupError, run_node
+from autolab_interfaces.msg import Detection, DetectionArray, LabwareRef
 
 _CHANNELS = {"mono8": 1, "rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}
 
@@ -35,8 +35,10 @@ def image_to_array(msg: Image) -> np.ndarray:
     if channels is None:
         raise VisionError(f"unsupported image encoding {msg.encoding!r}; use one of {', '.join(_CHANNELS)}")
     if msg.step < msg.width * channels or len(msg.data) < msg.step * msg.height:
-        raise VisionError(f"image of {len(msg.data)} bytes is too short for {msg.width}x{msg.height} "
-                          f"{msg.encoding} with step {msg.step}")
+        raise VisionError(
+            f"image of {len(msg.data)} bytes is too short for {msg.width}x{msg.height} "
+            f"{msg.encoding} with step {msg.step}"
+        )
     rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
     img = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
     if channels == 1:
@@ -62,16 +64,22 @@ def _inventory_by_marker() -> dict[int, LabwareRef]:
         wc = load_workcell()
     except Exception:  # no description: detections carry marker ids only
         return {}
-    return {int(i.aruco_id): LabwareRef(id=i.id, labware_type=i.type, barcode=i.barcode)
-            for i in wc.inventory if getattr(i, "aruco_id", None) is not None}
+    return {
+        int(i.aruco_id): LabwareRef(id=i.id, labware_type=i.type, barcode=i.barcode)
+        for i in wc.inventory
+        if getattr(i, "aruco_id", None) is not None
+    }
 
 
 class VisionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("vision", **kwargs)
         length, dictionary = _marker_defaults()
-        self.marker_length_m = float(self.declare_parameter(
-            "marker_length_m", length, ParameterDescriptor(description="marker side, black border included")).value)
+        self.marker_length_m = float(
+            self.declare_parameter(
+                "marker_length_m", length, ParameterDescriptor(description="marker side, black border included")
+            ).value
+        )
         self.dictionary = str(self.declare_parameter("dictionary", dictionary).value)
         camera = str(self.declare_parameter("camera", "camera").value)
         if not self.marker_length_m > 0:

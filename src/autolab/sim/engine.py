@@ -28,7 +28,7 @@ from autolab.sim.world import ARM, CELL, LABWARE, LabwareBody, SimOptions, World
 
 #: A labware body counts as "at" a location within these tolerances.
 AT_LOCATION_XY_M = 0.005
-AT_LOCATION_Z_M = 0.005
+AT_LOCATION_Z_M = 0.0015
 AT_LOCATION_ANGLE_RAD = math.radians(3.0)
 CONVEYOR_DECEL_M_S2 = 0.5
 CONVEYOR_STOP_TOLERANCE_M = 0.0005
@@ -207,8 +207,9 @@ class CellSim:
         if len(self._rollers_act):
             d.ctrl[self._rollers_act] = self._belt_speed / self._roller_r
 
-    def follow_trajectory(self, joint_names: Sequence[str], points: Sequence[TrajectoryPoint],
-                          start_time: float | None = None) -> None:
+    def follow_trajectory(
+        self, joint_names: Sequence[str], points: Sequence[TrajectoryPoint], start_time: float | None = None
+    ) -> None:
         """Replace the current trajectory. No points: stop now and hold (ros2_control's convention)."""
         with self.lock:
             if not points:
@@ -288,8 +289,12 @@ class CellSim:
         with self.lock:
             d = self.data
             eff = d.qfrc_actuator[self._all_dadr] + d.qfrc_gravcomp[self._all_dadr]
-            return JointStateSample(self.joint_names, tuple(d.qpos[self._all_qadr].tolist()),
-                                    tuple(d.qvel[self._all_dadr].tolist()), tuple(eff.tolist()))
+            return JointStateSample(
+                self.joint_names,
+                tuple(d.qpos[self._all_qadr].tolist()),
+                tuple(d.qvel[self._all_dadr].tolist()),
+                tuple(eff.tolist()),
+            )
 
     def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
         d = self.data
@@ -313,10 +318,13 @@ class CellSim:
             held = by_geom[next(iter(common))].item_id if common else ""
             pos, quat = self.tcp_pose()
             return GripperStatus(
-                opening_m=opening, commanded_opening_m=self._grip_cmd,
+                opening_m=opening,
+                commanded_opening_m=self._grip_cmd,
                 closed=opening < 0.001 or self._grip_cmd < opening - 0.001,
-                holding=bool(common), held_labware=held,
-                tcp_position=tuple(pos.tolist()), tcp_quat_wxyz=tuple(quat.tolist()),
+                holding=bool(common),
+                held_labware=held,
+                tcp_position=tuple(pos.tolist()),
+                tcp_quat_wxyz=tuple(quat.tolist()),
             )
 
     def labware_status(self, ids: Sequence[str] = ()) -> list[LabwareStatus]:
@@ -325,10 +333,13 @@ class CellSim:
             for lw in self._labware:
                 if not lw.active or (ids and lw.item_id not in ids):
                     continue
-                q = self.data.qpos[lw.qpos_adr: lw.qpos_adr + 7]
+                q = self.data.qpos[lw.qpos_adr : lw.qpos_adr + 7]
                 pos, quat = tuple(q[:3].tolist()), tuple(q[3:].tolist())
-                out.append(LabwareStatus(lw.item_id, lw.spec.type, lw.barcode, lw.spec.aruco_id, pos, quat,
-                                         self._location_at(pos, quat)))
+                out.append(
+                    LabwareStatus(
+                        lw.item_id, lw.spec.type, lw.barcode, lw.spec.aruco_id, pos, quat, self._location_at(pos, quat)
+                    )
+                )
             return out
 
     def _location_at(self, pos, quat) -> str:
@@ -337,8 +348,11 @@ class CellSim:
         yaw = quat_wxyz_to_yaw(*quat)
         for loc in self.workcell.locations.values():
             p = loc.pose
-            if (math.hypot(pos[0] - p.x, pos[1] - p.y) <= AT_LOCATION_XY_M and abs(pos[2] - p.z) <= AT_LOCATION_Z_M
-                    and abs(wrap_angle(2 * (yaw - p.yaw))) / 2 <= AT_LOCATION_ANGLE_RAD):  # SBS footprints: mod pi
+            if (
+                math.hypot(pos[0] - p.x, pos[1] - p.y) <= AT_LOCATION_XY_M
+                and abs(pos[2] - p.z) <= AT_LOCATION_Z_M
+                and abs(wrap_angle(2 * (yaw - p.yaw))) / 2 <= AT_LOCATION_ANGLE_RAD
+            ):  # SBS footprints: mod pi
                 return loc.id
         return ""
 
@@ -355,15 +369,23 @@ class CellSim:
                 for lw in active:
                     x, y, z = self.data.xpos[lw.body_id]
                     local = inv.compose(Pose(float(x), float(y), float(z), 0.0))
-                    if (abs(local.x - local_st.x) <= PRESENCE_HALF_LENGTH_M and abs(local.y - local_st.y) <= 0.05
-                            and -0.01 <= local.z - local_st.z <= 0.03):
+                    if (
+                        abs(local.x - local_st.x) <= PRESENCE_HALF_LENGTH_M
+                        and abs(local.y - local_st.y) <= 0.05
+                        and -0.01 <= local.z - local_st.z <= 0.03
+                    ):
                         seen = True
                         break
                 presence.append(seen)
             roller_speed = float(np.abs(self.data.qvel[self._rollers_dadr]).mean()) if len(self._rollers_dadr) else 0.0
             moving = self._belt_target is not None or roller_speed * self._roller_r > 0.002
-            return ConveyorStatus(self.belt_position(), tuple(s.id for s in self._stations), tuple(presence),
-                                  bool(moving), self._belt_target)
+            return ConveyorStatus(
+                self.belt_position(),
+                tuple(s.id for s in self._stations),
+                tuple(presence),
+                bool(moving),
+                self._belt_target,
+            )
 
     # --- spawning ----------------------------------------------------------------------------------------
 
@@ -387,12 +409,14 @@ class CellSim:
                 raise SpawnError(f"{location_id} is occupied by {occupant}")
             spare = next((lw for lw in self._labware if not lw.active and lw.spec.type == type_id), None)
             if spare is None:
-                raise SpawnError(f"no spare {type_id} body left (the model has {self.world.options.spares_per_type} "
-                                 "per type; reset the simulation or raise spares_per_type)")
+                raise SpawnError(
+                    f"no spare {type_id} body left (the model has {self.world.options.spares_per_type} "
+                    "per type; reset the simulation or raise spares_per_type)"
+                )
             d = self.data
-            d.qpos[spare.qpos_adr: spare.qpos_adr + 3] = (loc.pose.x, loc.pose.y, loc.pose.z + 0.0005)
-            d.qpos[spare.qpos_adr + 3: spare.qpos_adr + 7] = yaw_to_quat_wxyz(loc.pose.yaw)
-            d.qvel[spare.dof_adr: spare.dof_adr + 6] = 0.0
+            d.qpos[spare.qpos_adr : spare.qpos_adr + 3] = (loc.pose.x, loc.pose.y, loc.pose.z + 0.0005)
+            d.qpos[spare.qpos_adr + 3 : spare.qpos_adr + 7] = yaw_to_quat_wxyz(loc.pose.yaw)
+            d.qvel[spare.dof_adr : spare.dof_adr + 6] = 0.0
             spare.item_id, spare.barcode = item_id, barcode
             self._set_contacts(spare, True)
             mujoco.mj_forward(self.model, d)
@@ -432,8 +456,14 @@ def grasp_orientation(yaw: float) -> np.ndarray:
     return quat
 
 
-def solve_tcp_ik(sim: CellSim, position: Sequence[float], quat_wxyz: Sequence[float],
-                 seed: Sequence[float] | None = None, iterations: int = 200, tol: float = 1e-5) -> np.ndarray:
+def solve_tcp_ik(
+    sim: CellSim,
+    position: Sequence[float],
+    quat_wxyz: Sequence[float],
+    seed: Sequence[float] | None = None,
+    iterations: int = 200,
+    tol: float = 1e-5,
+) -> np.ndarray:
     """Arm joint angles putting the TCP at a pose, by damped least squares on the sim's own model.
 
     Ground truth for tests and benchmarks of the simulation itself; the motion
@@ -456,11 +486,11 @@ def solve_tcp_ik(sim: CellSim, position: Sequence[float], quat_wxyz: Sequence[fl
         err_p = target_p - d.site_xpos[sim._tcp_site]
         mujoco.mju_mat2Quat(cur_q, d.site_xmat[sim._tcp_site])
         mujoco.mju_subQuat(err_r, target_q, cur_q)
-        err = np.concatenate([err_p, err_r])
+        err = np.concatenate([err_p, d.site_xmat[sim._tcp_site].reshape(3, 3) @ err_r])  # local -> world
         if np.linalg.norm(err) < tol:
             return d.qpos[sim._arm_qadr].copy()
         mujoco.mj_jacSite(m, d, jacp, jacr, sim._tcp_site)
         jac = np.vstack([jacp, jacr])[:, sim._arm_dadr]
         dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
-        d.qpos[sim._arm_qadr] += dq
+        d.qpos[sim._arm_qadr] += np.clip(dq, -0.2, 0.2)
     raise ValueError(f"no IK solution for TCP at {target_p.round(4).tolist()} (residual {np.linalg.norm(err):.2e})")

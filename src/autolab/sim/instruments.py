@@ -33,11 +33,23 @@ DOOR_TIME_S = 2.0
 class LiquidAccess(Protocol):
     """The liquid world as seen by an instrument: in-process (`LiquidWorld`) or over ROS services."""
 
-    def dispense(self, dest: str, wells: Sequence[str], reagent_name: str,
-                 composition_um: Mapping[str, float] | None, volumes_ul: Sequence[float]) -> None: ...
+    def dispense(
+        self,
+        dest: str,
+        wells: Sequence[str],
+        reagent_name: str,
+        composition_um: Mapping[str, float] | None,
+        volumes_ul: Sequence[float],
+    ) -> None: ...
 
-    def transfer(self, source: str, source_wells: Sequence[str], dest: str, dest_wells: Sequence[str],
-                 volumes_ul: Sequence[float]) -> None: ...
+    def transfer(
+        self,
+        source: str,
+        source_wells: Sequence[str],
+        dest: str,
+        dest_wells: Sequence[str],
+        volumes_ul: Sequence[float],
+    ) -> None: ...
 
     def contents(self, labware_id: str) -> tuple[PlateGeometry, dict[str, Liquid]]: ...
 
@@ -92,8 +104,15 @@ class SimInstrument(InstrumentBackend):
     device_type = ""
     model = "autolab-sim"
 
-    def __init__(self, device_id: str = "", clock: Clock = time.monotonic, time_scale: float = 1.0,
-                 liquids: LiquidAccess | None = None, seed: int = 0, ambient_c: float = 22.0) -> None:
+    def __init__(
+        self,
+        device_id: str = "",
+        clock: Clock = time.monotonic,
+        time_scale: float = 1.0,
+        liquids: LiquidAccess | None = None,
+        seed: int = 0,
+        ambient_c: float = 22.0,
+    ) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         self.device_id = device_id or self.device_type
@@ -177,8 +196,7 @@ class SimInstrument(InstrumentBackend):
             elapsed = self.now() - job.started
             frac = min(1.0, elapsed / job.duration) if job.duration > 0 else 1.0
             phase = [name for at, name in job.phases if frac >= at][-1] if job.phases else job.operation
-            return Progress(phase, frac, max(0.0, (job.duration - elapsed) / self.time_scale),
-                            readings=self.readings())
+            return Progress(phase, frac, max(0.0, (job.duration - elapsed) / self.time_scale), readings=self.readings())
 
     def readings(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.values().items() if isinstance(v, int | float)}
@@ -201,8 +219,12 @@ class SimInstrument(InstrumentBackend):
             self._result = None
 
     # --- per-type hooks -------------------------------------------------------------------
-    def begin(self, operation: str, params: dict[str, Any], labware_id: str,
-              ) -> tuple[float, tuple[tuple[float, str], ...]]:
+    def begin(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        labware_id: str,
+    ) -> tuple[float, tuple[tuple[float, str], ...]]:
         """Check and start an operation: its simulated duration (s) and phases."""
         raise NotReady(f"{operation} is not simulated by {type(self).__name__}")
 
@@ -249,10 +271,20 @@ class SimPlateReader(SimInstrument):
         return OperationResult(
             kind="absorbance_plate",
             units="OD",
-            data={"labware_id": job.labware_id, "labware_type": geometry.labware_type, "wavelength_nm": wl,
-                  "units": "OD", "rows": geometry.rows, "cols": geometry.cols, "wells": table},
-            outputs=[("mean_absorbance", float(np.mean(values)), "OD"), ("max_absorbance", max(values), "OD"),
-                     ("wells_read", len(values), "")],
+            data={
+                "labware_id": job.labware_id,
+                "labware_type": geometry.labware_type,
+                "wavelength_nm": wl,
+                "units": "OD",
+                "rows": geometry.rows,
+                "cols": geometry.cols,
+                "wells": table,
+            },
+            outputs=[
+                ("mean_absorbance", float(np.mean(values)), "OD"),
+                ("max_absorbance", max(values), "OD"),
+                ("wells_read", len(values), ""),
+            ],
         )
 
 
@@ -316,8 +348,12 @@ class SimIncubator(SimInstrument):
             self.chamber.advance(dt)
 
     def values(self):
-        return {"temperature_c": round(self.chamber.temperature_c, 2), "setpoint_c": self.chamber.setpoint_c,
-                "shake_rpm": self.shake_rpm, "plates_stored": float(len(self.slots))}
+        return {
+            "temperature_c": round(self.chamber.temperature_c, 2),
+            "setpoint_c": self.chamber.setpoint_c,
+            "shake_rpm": self.shake_rpm,
+            "plates_stored": float(len(self.slots)),
+        }
 
     def _check_slot(self, slot: int) -> None:
         if not 1 <= slot <= self.n_slots:
@@ -387,16 +423,27 @@ class SimLiquidHandler(SimInstrument):
                     if len(comps) != len(concs):
                         raise LabwareError("components and concentrations_um must have the same length")
                     composition = dict(zip(comps, concs, strict=True))
-                self.liquids.dispense(labware_id, params["dest_wells"], params["reagent"], composition,
-                                      params["volume_ul"])
+                self.liquids.dispense(
+                    labware_id, params["dest_wells"], params["reagent"], composition, params["volume_ul"]
+                )
                 n = len(params["dest_wells"])
             elif operation == "transfer":
-                self.liquids.transfer(params["source_labware"], params["source_wells"], labware_id,
-                                      params["dest_wells"], params["volume_ul"])
+                self.liquids.transfer(
+                    params["source_labware"],
+                    params["source_wells"],
+                    labware_id,
+                    params["dest_wells"],
+                    params["volume_ul"],
+                )
                 n = len(params["dest_wells"])
             else:
-                self.liquids.transfer(labware_id, params["source_wells"], f"{self.device_id}.waste",
-                                      ["A1"] * len(params["source_wells"]), params["volume_ul"])
+                self.liquids.transfer(
+                    labware_id,
+                    params["source_wells"],
+                    f"{self.device_id}.waste",
+                    ["A1"] * len(params["source_wells"]),
+                    params["volume_ul"],
+                )
                 n = len(params["source_wells"])
         except LabwareError as exc:
             raise LiquidHandlingError(str(exc)) from exc
@@ -410,8 +457,12 @@ class SimLiquidHandler(SimInstrument):
             wells = job.params.get("dest_wells") or job.params.get("source_wells")
             total = sum(vols) if len(vols) == len(wells) else vols[0] * len(wells)
             data = {"operation": job.operation, "labware_id": job.labware_id, **job.params}
-            return OperationResult(kind="liquid_transfer", units="uL", data=data,
-                                   outputs=[("total_volume_ul", float(total), "uL"), ("wells", len(wells), "")])
+            return OperationResult(
+                kind="liquid_transfer",
+                units="uL",
+                data=data,
+                outputs=[("total_volume_ul", float(total), "uL"), ("wells", len(wells), "")],
+            )
         return super().finish(job)
 
 
@@ -432,8 +483,9 @@ class SimBarcodeScanner(SimInstrument):
             code = self.barcodes.get(job.labware_id, "")
             if not code:
                 raise DeviceFault(f"no barcode read on {job.labware_id or 'the plate'} (NO READ)")
-            return OperationResult(kind="barcode", data={"labware_id": job.labware_id, "barcode": code},
-                                   outputs=[("barcode", code, "")])
+            return OperationResult(
+                kind="barcode", data={"labware_id": job.labware_id, "barcode": code}, outputs=[("barcode", code, "")]
+            )
         return super().finish(job)
 
 

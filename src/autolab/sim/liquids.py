@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autolab.model.errors import LabwareError, UnknownReagent
 from autolab.model.labware import (
     DEFAULT_PLATE,
-    LabwareError,
     Liquid,
     Plate,
     PlateGeometry,
@@ -71,16 +71,9 @@ REAGENTS: dict[str, Reagent] = {
 }
 
 
-class UnknownReagent(LabwareError):
-    """A reagent name is neither known nor given with an explicit composition."""
-
-
-class UnknownSolute(LabwareError):
-    """A solute has no absorption spectrum, so the reader cannot compute its absorbance."""
-
-
-def absorbance(liquid: Liquid, geometry: PlateGeometry, wavelength_nm: float, blank: float = 0.0,
-               dyes: Mapping[str, Dye] = DYES) -> float:
+def absorbance(
+    liquid: Liquid, geometry: PlateGeometry, wavelength_nm: float, blank: float = 0.0, dyes: Mapping[str, Dye] = DYES
+) -> float:
     """Noise-free Beer-Lambert absorbance of one well (before the reader's saturation)."""
     path_cm = geometry.path_length_cm(liquid.volume_ul)
     total = blank
@@ -132,16 +125,28 @@ class LiquidWorld:
             known = ", ".join(sorted(self._reagents))
             raise UnknownReagent(f"unknown reagent {name!r} (known: {known}); give its composition") from None
 
-    def dispense(self, dest: str, wells: Sequence[str], reagent: Reagent, volumes_ul: Sequence[float],
-                 geometry: PlateGeometry | None = None) -> None:
+    def dispense(
+        self,
+        dest: str,
+        wells: Sequence[str],
+        reagent: Reagent,
+        volumes_ul: Sequence[float],
+        geometry: PlateGeometry | None = None,
+    ) -> None:
         with self._lock:
             dispense(self.plate(dest, geometry), wells, reagent, volumes_ul)
 
-    def transfer(self, source: str, source_wells: Sequence[str], dest: str, dest_wells: Sequence[str],
-                 volumes_ul: Sequence[float], geometry: PlateGeometry | None = None) -> None:
+    def transfer(
+        self,
+        source: str,
+        source_wells: Sequence[str],
+        dest: str,
+        dest_wells: Sequence[str],
+        volumes_ul: Sequence[float],
+        geometry: PlateGeometry | None = None,
+    ) -> None:
         with self._lock:
-            transfer(self.plate(source, geometry), source_wells, self.plate(dest, geometry), dest_wells,
-                     volumes_ul)
+            transfer(self.plate(source, geometry), source_wells, self.plate(dest, geometry), dest_wells, volumes_ul)
 
     def contents(self, labware_id: str, wells: Sequence[str] = ()) -> dict[str, Liquid]:
         """Copies of the contents of `wells` (all filled wells when empty)."""

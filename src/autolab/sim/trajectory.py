@@ -28,8 +28,14 @@ class TrajectoryPoint:
 class TrajectoryPlayer:
     """Samples a trajectory for a subset of joints at any time (seconds, same clock as `start_time`)."""
 
-    def __init__(self, joint_names: Sequence[str], points: Sequence[TrajectoryPoint], start_time: float,
-                 start_positions: Sequence[float], start_velocities: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        joint_names: Sequence[str],
+        points: Sequence[TrajectoryPoint],
+        start_time: float,
+        start_positions: Sequence[float],
+        start_velocities: Sequence[float] | None = None,
+    ) -> None:
         n = len(joint_names)
         if n == 0:
             raise TrajectoryError("the trajectory names no joints")
@@ -48,8 +54,11 @@ class TrajectoryPlayer:
             if not np.isfinite(t) or t < 0 or t <= last:
                 raise TrajectoryError(f"point {i}: time_from_start {t} s must be >= 0 and increase strictly")
             last = t
-            for name, arr, need in (("positions", p.positions, True), ("velocities", p.velocities, has_vel),
-                                    ("accelerations", p.accelerations, has_acc)):
+            for name, arr, need in (
+                ("positions", p.positions, True),
+                ("velocities", p.velocities, has_vel),
+                ("accelerations", p.accelerations, has_acc),
+            ):
                 if need and len(arr) != n:
                     raise TrajectoryError(f"point {i}: {len(arr)} {name} for {n} joints")
                 if need and not np.all(np.isfinite(arr)):

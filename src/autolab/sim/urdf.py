@@ -132,12 +132,22 @@ def parse_urdf(text: str, source: str = "<urdf>") -> Robot:
         if jtype in ("revolute", "prismatic") and lim is None:
             raise UrdfError(f"{where}: a {jtype} joint needs <limit>")
         joints[name] = Joint(
-            name=name, type=jtype, parent=parent, child=child, xyz=xyz, rpy=rpy, axis=axis,
-            lower=_f(lim, "lower", 0.0, where), upper=_f(lim, "upper", 0.0, where),
-            velocity=_f(lim, "velocity", 0.0, where), effort=_f(lim, "effort", 0.0, where),
-            damping=_f(dyn, "damping", 0.0, where), friction=_f(dyn, "friction", 0.0, where),
+            name=name,
+            type=jtype,
+            parent=parent,
+            child=child,
+            xyz=xyz,
+            rpy=rpy,
+            axis=axis,
+            lower=_f(lim, "lower", 0.0, where),
+            upper=_f(lim, "upper", 0.0, where),
+            velocity=_f(lim, "velocity", 0.0, where),
+            effort=_f(lim, "effort", 0.0, where),
+            damping=_f(dyn, "damping", 0.0, where),
+            friction=_f(dyn, "friction", 0.0, where),
             mimic=(_req(mim, "joint", where), _f(mim, "multiplier", 1.0, where), _f(mim, "offset", 0.0, where))
-            if mim is not None else None,
+            if mim is not None
+            else None,
         )
     children = {j.child for j in joints.values()}
     roots = [n for n in links if n not in children]

@@ -47,6 +47,10 @@ PARKING_PITCH_M = 0.2
 LABWARE_FRICTION = (0.5, 0.005, 0.0001)
 FINGER_FRICTION = (1.2, 0.01, 0.0002)
 ROLLER_FRICTION = (1.0, 0.005, 0.0001)
+# Stiff contacts for labware and finger pads (time constant 2 physics steps): a 40 N grasp then
+# compresses the pads by a fraction of a millimetre instead of several, as real plastic would.
+STIFF_SOLREF = "0.004 1"
+STIFF_SOLIMP = "0.95 0.99 0.0005"
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,14 @@ class _Builder:
     def build(self) -> World:
         root = ET.Element("mujoco", model=self.wc.name)
         ET.SubElement(root, "compiler", angle="radian", autolimits="true")
-        ET.SubElement(root, "option", timestep=f"{self.opts.timestep:g}", integrator="implicitfast",
-                      cone="elliptic", impratio="10")
+        ET.SubElement(
+            root,
+            "option",
+            timestep=f"{self.opts.timestep:g}",
+            integrator="implicitfast",
+            cone="elliptic",
+            impratio="10",
+        )
         visual = ET.SubElement(root, "visual")
         cam = self.wc.devices.get("camera1")
         width = int(cam.params.get("width", 640)) if cam else 640
@@ -145,11 +155,28 @@ class _Builder:
         self.asset = ET.SubElement(root, "asset")
         ET.SubElement(self.asset, "material", name="label_white", rgba="1 1 1 1", specular="0", reflectance="0")
         self.worldbody = ET.SubElement(root, "worldbody")
-        ET.SubElement(self.worldbody, "light", name="overhead", directional="true", castshadow="false",
-                      pos="0 0 3", dir="0 0 -1", diffuse="0.6 0.6 0.6", specular="0 0 0")
-        ET.SubElement(self.worldbody, "geom", name="floor", type="plane", size="0 0 0.05",
-                      pos=f"0 0 {FLOOR_Z}", rgba="0.3 0.32 0.35 1", contype=str(CELL),
-                      conaffinity=str(ARM | LABWARE))
+        ET.SubElement(
+            self.worldbody,
+            "light",
+            name="overhead",
+            directional="true",
+            castshadow="false",
+            pos="0 0 3",
+            dir="0 0 -1",
+            diffuse="0.6 0.6 0.6",
+            specular="0 0 0",
+        )
+        ET.SubElement(
+            self.worldbody,
+            "geom",
+            name="floor",
+            type="plane",
+            size="0 0 0.05",
+            pos=f"0 0 {FLOOR_Z}",
+            rgba="0.3 0.32 0.35 1",
+            contype=str(CELL),
+            conaffinity=str(ARM | LABWARE),
+        )
         self.actuators = ET.SubElement(root, "actuator")
         self.equality = ET.SubElement(root, "equality")
         self.contact = ET.SubElement(root, "contact")
@@ -158,8 +185,7 @@ class _Builder:
             self._static_box(self.worldbody, f"fixture/{box.name}", box.size, box.pose, box.rgba)
         for dev in self.wc.devices.values():
             for box in dev.bodies:
-                self._static_box(self.worldbody, f"{dev.id}/{box.name}", box.size, dev.pose.compose(box.pose),
-                                 box.rgba)
+                self._static_box(self.worldbody, f"{dev.id}/{box.name}", box.size, dev.pose.compose(box.pose), box.rgba)
             if dev.type == "conveyor":
                 self._conveyor(dev.id)
             if dev.type == "camera":
@@ -170,15 +196,33 @@ class _Builder:
         self._arm()
         self._labware()
         xml = ET.tostring(root, encoding="unicode")
-        return World(workcell=self.wc, robot=self.robot, xml=xml, assets=self.assets, options=self.opts,
-                     labware=self.labware, rollers=self.rollers, camera=self.camera_name)
+        return World(
+            workcell=self.wc,
+            robot=self.robot,
+            xml=xml,
+            assets=self.assets,
+            options=self.opts,
+            labware=self.labware,
+            rollers=self.rollers,
+            camera=self.camera_name,
+        )
 
     # --- fixed bodies -----------------------------------------------------------------------------
 
     def _static_box(self, parent: ET.Element, name: str, size, pose: Pose, rgba, **extra: str) -> ET.Element:
-        return ET.SubElement(parent, "geom", name=name, type="box", size=_fmt(s / 2 for s in size),
-                             pos=_fmt((pose.x, pose.y, pose.z)), quat=_quat_str(yaw_to_quat_wxyz(pose.yaw)),
-                             rgba=_fmt(rgba), contype=str(CELL), conaffinity=str(ARM | LABWARE), **extra)
+        return ET.SubElement(
+            parent,
+            "geom",
+            name=name,
+            type="box",
+            size=_fmt(s / 2 for s in size),
+            pos=_fmt((pose.x, pose.y, pose.z)),
+            quat=_quat_str(yaw_to_quat_wxyz(pose.yaw)),
+            rgba=_fmt(rgba),
+            contype=str(CELL),
+            conaffinity=str(ARM | LABWARE),
+            **extra,
+        )
 
     def _nest(self, loc: Location) -> None:
         """Four L-shaped corner guides around the footprint, so a placed plate seats at the nest pose."""
@@ -192,8 +236,9 @@ class _Builder:
                 along_x = Pose(sx * (hl + t - ln / 2), sy * (hw + t / 2), h / 2, 0.0)
                 along_y = Pose(sx * (hl + t / 2), sy * (hw + t - ln / 2), h / 2, 0.0)
                 for local, size in ((along_x, (ln, t, h)), (along_y, (t, ln, h))):
-                    self._static_box(self.worldbody, f"nest/{loc.id}/{i}", size, loc.pose.compose(local),
-                                     (0.15, 0.15, 0.15, 1.0))
+                    self._static_box(
+                        self.worldbody, f"nest/{loc.id}/{i}", size, loc.pose.compose(local), (0.15, 0.15, 0.15, 1.0)
+                    )
                     i += 1
 
     def _conveyor(self, dev_id: str) -> None:
@@ -203,8 +248,10 @@ class _Builder:
             length, width = float(p["length_m"]), float(p["width_m"])
             surface, r, pitch = float(p["surface_height_m"]), float(p["roller_radius_m"]), float(p["roller_pitch_m"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelBuildError(f"conveyor {dev_id!r} needs numeric params length_m, width_m, surface_height_m, "
-                                  f"roller_radius_m, roller_pitch_m ({exc})") from None
+            raise ModelBuildError(
+                f"conveyor {dev_id!r} needs numeric params length_m, width_m, surface_height_m, "
+                f"roller_radius_m, roller_pitch_m ({exc})"
+            ) from None
         if pitch < 2 * r:
             raise ModelBuildError(f"conveyor {dev_id!r}: roller_pitch_m {pitch} is less than a roller diameter")
         n = int(length // pitch)
@@ -212,24 +259,45 @@ class _Builder:
         for i in range(n):
             x = -length / 2 + pitch / 2 + i * pitch
             pose = dev.pose.compose(Pose(x, 0.0, surface - r, 0.0))
-            body = ET.SubElement(self.worldbody, "body", name=f"{dev_id}/roller{i}", pos=_fmt((pose.x, pose.y, pose.z)),
-                                 quat=_quat_str(yaw_to_quat_wxyz(pose.yaw)))
+            body = ET.SubElement(
+                self.worldbody,
+                "body",
+                name=f"{dev_id}/roller{i}",
+                pos=_fmt((pose.x, pose.y, pose.z)),
+                quat=_quat_str(yaw_to_quat_wxyz(pose.yaw)),
+            )
             jname = f"{dev_id}/roller{i}"
             ET.SubElement(body, "joint", name=jname, type="hinge", axis="0 1 0", damping="0.001", armature="0.0005")
-            ET.SubElement(body, "geom", name=f"{dev_id}/roller{i}", type="capsule",
-                          size=_fmt((r, half_len)), quat=_quat_str(rpy_to_quat_wxyz(math.pi / 2, 0, 0)),
-                          mass="0.05", rgba="0.6 0.6 0.62 1", friction=_fmt(ROLLER_FRICTION),
-                          contype=str(CELL), conaffinity=str(ARM | LABWARE))
-            ET.SubElement(self.actuators, "velocity", name=jname, joint=jname, kv=f"{self.opts.roller_kv:g}",
-                          forcerange="-1 1")
+            ET.SubElement(
+                body,
+                "geom",
+                name=f"{dev_id}/roller{i}",
+                type="capsule",
+                size=_fmt((r, half_len)),
+                quat=_quat_str(rpy_to_quat_wxyz(math.pi / 2, 0, 0)),
+                mass="0.05",
+                rgba="0.6 0.6 0.62 1",
+                friction=_fmt(ROLLER_FRICTION),
+                contype=str(CELL),
+                conaffinity=str(ARM | LABWARE),
+            )
+            ET.SubElement(
+                self.actuators, "velocity", name=jname, joint=jname, kv=f"{self.opts.roller_kv:g}", forcerange="-1 1"
+            )
             self.rollers.append(jname)
 
     def _camera(self, dev_id: str) -> None:
         dev = self.wc.devices[dev_id]
         fovy = float(dev.params.get("fovy_deg", 58.0))
-        ET.SubElement(self.worldbody, "camera", name=dev_id, mode="fixed",
-                      pos=_fmt((dev.pose.x, dev.pose.y, dev.pose.z)),
-                      quat=_quat_str(yaw_to_quat_wxyz(dev.pose.yaw)), fovy=f"{fovy:g}")
+        ET.SubElement(
+            self.worldbody,
+            "camera",
+            name=dev_id,
+            mode="fixed",
+            pos=_fmt((dev.pose.x, dev.pose.y, dev.pose.z)),
+            quat=_quat_str(yaw_to_quat_wxyz(dev.pose.yaw)),
+            fovy=f"{fovy:g}",
+        )
         self.camera_name = dev_id
 
     # --- arm -----------------------------------------------------------------------------------------
@@ -239,26 +307,51 @@ class _Builder:
         dev = next(d for d in self.wc.devices.values() if d.type == "arm")
         if arm.base_link != self.robot.root:
             raise ModelBuildError(f"arm base_link {arm.base_link!r} is not the URDF's root link {self.robot.root!r}")
-        base = ET.SubElement(self.worldbody, "body", name=self.robot.root, pos=_fmt((dev.pose.x, dev.pose.y, dev.pose.z)),
-                             quat=_quat_str(yaw_to_quat_wxyz(dev.pose.yaw)))
+        base = ET.SubElement(
+            self.worldbody,
+            "body",
+            name=self.robot.root,
+            pos=_fmt((dev.pose.x, dev.pose.y, dev.pose.z)),
+            quat=_quat_str(yaw_to_quat_wxyz(dev.pose.yaw)),
+        )
         self._link_contents(base, self.robot.root)
         self._children(base, self.robot.root)
         fingers = set(arm.finger_joints)
         for j in self.robot.movable_joints():
             if j.mimic is not None:
                 mult, offset = j.mimic[1], j.mimic[2]
-                ET.SubElement(self.equality, "joint", name=f"mimic/{j.name}", joint1=j.name, joint2=j.mimic[0],
-                              polycoef=_fmt((offset, mult, 0, 0, 0)), solref="0.004 1")
+                ET.SubElement(
+                    self.equality,
+                    "joint",
+                    name=f"mimic/{j.name}",
+                    joint1=j.name,
+                    joint2=j.mimic[0],
+                    polycoef=_fmt((offset, mult, 0, 0, 0)),
+                    solref="0.004 1",
+                )
                 continue
             if j.name in fingers:
-                ET.SubElement(self.actuators, "position", name=j.name, joint=j.name, kp=f"{self.opts.gripper_kp:g}",
-                              forcerange=_fmt((-arm.grip_force_n, arm.grip_force_n)),
-                              ctrlrange=_fmt((j.lower, j.upper)))
+                ET.SubElement(
+                    self.actuators,
+                    "position",
+                    name=j.name,
+                    joint=j.name,
+                    kp=f"{self.opts.gripper_kp:g}",
+                    forcerange=_fmt((-arm.grip_force_n, arm.grip_force_n)),
+                    ctrlrange=_fmt((j.lower, j.upper)),
+                )
             elif j.name in arm.arm_joints:
                 kp = self.opts.arm_kp_per_newton_metre * j.effort
-                ET.SubElement(self.actuators, "position", name=j.name, joint=j.name, kp=f"{kp:g}",
-                              kv=f"{self.opts.arm_kv_ratio * kp:g}", forcerange=_fmt((-j.effort, j.effort)),
-                              ctrllimited="false")
+                ET.SubElement(
+                    self.actuators,
+                    "position",
+                    name=j.name,
+                    joint=j.name,
+                    kp=f"{kp:g}",
+                    kv=f"{self.opts.arm_kv_ratio * kp:g}",
+                    forcerange=_fmt((-j.effort, j.effort)),
+                    ctrllimited="false",
+                )
             else:
                 raise ModelBuildError(f"URDF joint {j.name!r} is neither an arm nor a finger joint of the description")
         tcp = self.robot.links.get(arm.tcp_link)
@@ -267,8 +360,9 @@ class _Builder:
 
     def _children(self, parent_el: ET.Element, link: str) -> None:
         for j in self.robot.children(link):
-            body = ET.SubElement(parent_el, "body", name=j.child, pos=_fmt(j.xyz), quat=_quat_str(rpy_to_quat_wxyz(*j.rpy)),
-                                 gravcomp="1")
+            body = ET.SubElement(
+                parent_el, "body", name=j.child, pos=_fmt(j.xyz), quat=_quat_str(rpy_to_quat_wxyz(*j.rpy)), gravcomp="1"
+            )
             if j.movable:
                 self._joint(body, j)
             self._link_contents(body, j.child)
@@ -288,8 +382,14 @@ class _Builder:
         link = self.robot.links[link_name]
         if link.inertial is not None:
             ine = link.inertial
-            ET.SubElement(body, "inertial", pos=_fmt(ine.xyz), quat=_quat_str(rpy_to_quat_wxyz(*ine.rpy)),
-                          mass=f"{ine.mass:g}", diaginertia=_fmt(ine.diag))
+            ET.SubElement(
+                body,
+                "inertial",
+                pos=_fmt(ine.xyz),
+                quat=_quat_str(rpy_to_quat_wxyz(*ine.rpy)),
+                mass=f"{ine.mass:g}",
+                diaginertia=_fmt(ine.diag),
+            )
         is_finger = link_name in {self.robot.joints[j].child for j in self.wc.arm.finger_joints}
         for k, shape in enumerate(link.collisions):
             self._shape_geom(body, f"{link_name}/{k}", shape, is_finger)
@@ -297,9 +397,15 @@ class _Builder:
             ET.SubElement(body, "site", name="tcp", size="0.005", rgba="1 0 0 0.5")
 
     def _shape_geom(self, body: ET.Element, name: str, s: Shape, finger: bool) -> None:
-        attrs = {"name": name, "pos": _fmt(s.xyz), "quat": _quat_str(rpy_to_quat_wxyz(*s.rpy)),
-                 "contype": str(ARM), "conaffinity": str(CELL | LABWARE), "rgba": "0.7 0.72 0.75 1",
-                 "density": "0"}  # mass comes from the URDF inertials
+        attrs = {
+            "name": name,
+            "pos": _fmt(s.xyz),
+            "quat": _quat_str(rpy_to_quat_wxyz(*s.rpy)),
+            "contype": str(ARM),
+            "conaffinity": str(CELL | LABWARE),
+            "rgba": "0.7 0.72 0.75 1",
+            "density": "0",
+        }  # mass comes from the URDF inertials
         if s.kind == "box":
             attrs.update(type="box", size=_fmt(v / 2 for v in s.size))
         elif s.kind == "cylinder":
@@ -307,7 +413,13 @@ class _Builder:
         else:
             attrs.update(type="sphere", size=f"{s.size[0]:g}")
         if finger:
-            attrs.update(friction=_fmt(FINGER_FRICTION), condim="4", rgba="0.15 0.15 0.15 1")
+            attrs.update(
+                friction=_fmt(FINGER_FRICTION),
+                condim="4",
+                rgba="0.15 0.15 0.15 1",
+                solref=STIFF_SOLREF,
+                solimp=STIFF_SOLIMP,
+            )
         ET.SubElement(body, "geom", **attrs)
 
     # --- labware ---------------------------------------------------------------------------------------
@@ -318,15 +430,20 @@ class _Builder:
         for item in self.wc.inventory:
             loc = self.wc.locations[item.location]
             lt = self.wc.labware_types[item.type]
-            self._labware_body(LabwareBody(f"labware/{item.id}", item.type, item.id, item.barcode, item.aruco_id,
-                                           loc.pose, loc.id), lt)
+            self._labware_body(
+                LabwareBody(f"labware/{item.id}", item.type, item.id, item.barcode, item.aruco_id, loc.pose, loc.id), lt
+            )
         k = 0
         for type_id, lt in self.wc.labware_types.items():
             for n in range(self.opts.spares_per_type):
                 if not free_ids:
                     raise ModelBuildError("no ArUco ids left for spare labware; lower spares_per_type")
-                park = Pose(PARKING_ORIGIN[0] + PARKING_PITCH_M * (k % 10), PARKING_ORIGIN[1] + PARKING_PITCH_M * (k // 10),
-                            PARKING_Z, 0.0)
+                park = Pose(
+                    PARKING_ORIGIN[0] + PARKING_PITCH_M * (k % 10),
+                    PARKING_ORIGIN[1] + PARKING_PITCH_M * (k // 10),
+                    PARKING_Z,
+                    0.0,
+                )
                 self._labware_body(LabwareBody(f"spare/{type_id}/{n}", type_id, "", "", free_ids.pop(0), park, ""), lt)
                 k += 1
 
@@ -334,14 +451,32 @@ class _Builder:
         length, width, height = lt.size_m
         p = lb.initial
         parked = not lb.item_id
-        body = ET.SubElement(self.worldbody, "body", name=lb.body, pos=_fmt((p.x, p.y, p.z + 0.0005)),
-                             quat=_quat_str(yaw_to_quat_wxyz(p.yaw)), gravcomp="1" if parked else "0")
+        body = ET.SubElement(
+            self.worldbody,
+            "body",
+            name=lb.body,
+            pos=_fmt((p.x, p.y, p.z + 0.0005)),
+            quat=_quat_str(yaw_to_quat_wxyz(p.yaw)),
+            gravcomp="1" if parked else "0",
+        )
         ET.SubElement(body, "freejoint", name=lb.body)
         colour = {"plate": "0.92 0.93 0.95 1", "reservoir": "0.75 0.85 0.95 1", "tube_rack": "0.95 0.8 0.4 1"}
-        ET.SubElement(body, "geom", name=lb.body, type="box", size=_fmt((length / 2, width / 2, height / 2)),
-                      pos=_fmt((0, 0, height / 2)), mass=f"{lt.mass_g / 1000:g}", rgba=colour.get(lt.kind, "0.9 0.9 0.9 1"),
-                      friction=_fmt(LABWARE_FRICTION), condim="4", contype="0" if parked else str(LABWARE),
-                      conaffinity="0" if parked else str(CELL | ARM | LABWARE))
+        ET.SubElement(
+            body,
+            "geom",
+            name=lb.body,
+            type="box",
+            size=_fmt((length / 2, width / 2, height / 2)),
+            pos=_fmt((0, 0, height / 2)),
+            mass=f"{lt.mass_g / 1000:g}",
+            rgba=colour.get(lt.kind, "0.9 0.9 0.9 1"),
+            friction=_fmt(LABWARE_FRICTION),
+            condim="4",
+            solref=STIFF_SOLREF,
+            solimp=STIFF_SOLIMP,
+            contype="0" if parked else str(LABWARE),
+            conaffinity="0" if parked else str(CELL | ARM | LABWARE),
+        )
         self._marker(body, lb.aruco_id, height)
         self.labware.append(lb)
 
@@ -358,6 +493,16 @@ class _Builder:
             ET.SubElement(self.asset, "texture", name=name, type="2d", file=f"{name}.png")
             ET.SubElement(self.asset, "material", name=name, texture=name, specular="0", reflectance="0")
         half = markers.label_side_m() / 2
-        ET.SubElement(body, "geom", name=f"{body.get('name')}/label", type="box", size=_fmt((half, half, 0.0002)),
-                      pos=_fmt((0, 0, height + 0.0002)), material=name, contype="0", conaffinity="0", mass="0",
-                      group="2")
+        ET.SubElement(
+            body,
+            "geom",
+            name=f"{body.get('name')}/label",
+            type="box",
+            size=_fmt((half, half, 0.0002)),
+            pos=_fmt((0, 0, height + 0.0002)),
+            material=name,
+            contype="0",
+            conaffinity="0",
+            mass="0",
+            group="2",
+        )

@@ -23,8 +23,9 @@ DRIVERS: dict[tuple[str, str], str] = {
 
 def driver_class(device_type: str, model: str = "") -> type[InstrumentBackend]:
     """The driver class for a type (and model; the type's default model when empty)."""
-    matches = [(key, target) for key, target in DRIVERS.items()
-               if key[0] == device_type and (not model or key[1] == model)]
+    matches = [
+        (key, target) for key, target in DRIVERS.items() if key[0] == device_type and (not model or key[1] == model)
+    ]
     if not matches:
         known = ", ".join(f"{t}/{m}" for t, m in DRIVERS)
         raise InvalidOperation(f"no serial driver for type {device_type!r} model {model!r}; known: {known}")

@@ -52,8 +52,12 @@ class AlpClient:
         self._seq = 0
         self.stats = {"requests": 0, "retries": 0, "stale": 0}
 
-    def command(self, verb: str, args: Mapping[str, Any] | None = None, timeout_s: float | None = None,
-                ) -> dict[str, str]:
+    def command(
+        self,
+        verb: str,
+        args: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, str]:
         """Send one request and return the response's arguments.
 
         Raises CommandRefused (or the named error of its code) when the device says no; DeviceTimeout,
@@ -127,8 +131,7 @@ class AlpInstrument(InstrumentBackend):
     #: data keys that are lists even when they hold one item
     list_keys: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, port: str, baudrate: int = 115200, timeout_s: float = 1.0, retries: int = 2,
-                 **_: Any) -> None:
+    def __init__(self, port: str, baudrate: int = 115200, timeout_s: float = 1.0, retries: int = 2, **_: Any) -> None:
         self.link = SerialLink(port, baudrate)
         self.client = AlpClient(self.link, timeout_s, retries)
         self.identity: dict[str, str] = {}
@@ -138,8 +141,9 @@ class AlpInstrument(InstrumentBackend):
         self.identity = self.client.command("IDN")
         model = self.identity.get("model", "")
         if self.models and model not in self.models:
-            raise CommandRefused("E_MODEL", f"device on {self.link.port} is {model!r}, expected one of "
-                                 f"{', '.join(self.models)}")
+            raise CommandRefused(
+                "E_MODEL", f"device on {self.link.port} is {model!r}, expected one of {', '.join(self.models)}"
+            )
         self.model = model
 
     def close(self) -> None:
@@ -168,8 +172,13 @@ class AlpInstrument(InstrumentBackend):
     def progress(self) -> Progress:
         a = self.client.command("PROGRESS")
         readings = {k[2:]: float(v) for k, v in a.items() if k.startswith("r_")}
-        return Progress(a.get("phase", "").replace("_", " "), float(a.get("progress", 0)), float(a.get("eta", 0)),
-                        done=a.get("done") == "1", readings=readings)
+        return Progress(
+            a.get("phase", "").replace("_", " "),
+            float(a.get("progress", 0)),
+            float(a.get("eta", 0)),
+            done=a.get("done") == "1",
+            readings=readings,
+        )
 
     def result(self) -> OperationResult:
         return self.unflatten(self.client.command("RESULT"))
@@ -183,12 +192,16 @@ class AlpInstrument(InstrumentBackend):
         for key, value in a.items():
             if key.startswith("d_"):
                 name = key[2:]
-                data[name] = [_number(v) for v in value.split(",")] if (
-                    "," in value or name in self.list_keys) else _number(value)
+                data[name] = (
+                    [_number(v) for v in value.split(",")]
+                    if ("," in value or name in self.list_keys)
+                    else _number(value)
+                )
         if wells:
             data["wells"] = wells
         outputs = [(k[2:], _number(v), a.get(f"u_{k[2:]}", "")) for k, v in a.items() if k.startswith("o_")]
         kind = a.get("kind", "none")
         units = a.get("units", "none")
-        return OperationResult(kind="" if kind == "none" else kind, data=data,
-                               units="" if units == "none" else units, outputs=outputs)
+        return OperationResult(
+            kind="" if kind == "none" else kind, data=data, units="" if units == "none" else units, outputs=outputs
+        )

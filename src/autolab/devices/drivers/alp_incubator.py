@@ -12,4 +12,3 @@ from autolab.devices.drivers.alp import AlpInstrument
 class AlpIncubator(AlpInstrument):
     device_type = "incubator"
     models = ("ALP-IC22",)
-

@@ -13,4 +13,3 @@ class AlpLiquidHandler(AlpInstrument):
     device_type = "liquid_handler"
     models = ("ALP-LH8",)
     list_keys = frozenset({"dest_wells", "source_wells", "volume_ul", "components", "concentrations_um"})
-

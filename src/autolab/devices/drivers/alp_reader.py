@@ -12,4 +12,3 @@ from autolab.devices.drivers.alp import AlpInstrument
 class AlpPlateReader(AlpInstrument):
     device_type = "plate_reader"
     models = ("ALP-AR96",)
-

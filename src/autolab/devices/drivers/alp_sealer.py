@@ -12,4 +12,3 @@ from autolab.devices.drivers.alp import AlpInstrument
 class AlpSealer(AlpInstrument):
     device_type = "sealer"
     models = ("ALP-HS1",)
-

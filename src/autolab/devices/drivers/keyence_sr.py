@@ -52,8 +52,9 @@ class KeyenceSR(InstrumentBackend):
         except CommunicationError as exc:
             return InstrumentStatus(state="offline", error=str(exc))
         # The reader cannot sense a plate: "?" means "not known here", the node decides from the world.
-        return InstrumentStatus(state="busy" if self._deadline else "idle", occupant="?",
-                                operation="scan" if self._deadline else "")
+        return InstrumentStatus(
+            state="busy" if self._deadline else "idle", occupant="?", operation="scan" if self._deadline else ""
+        )
 
     def start(self, operation: str, params: Mapping[str, Any], labware_id: str) -> None:
         if operation != "scan":
@@ -96,8 +97,7 @@ class KeyenceSR(InstrumentBackend):
             raise NotReady("no reading has finished")
         if self._answer == NO_READ:
             raise DeviceFault("barcode reader: NO READ (no code decoded within the read time)")
-        return OperationResult(kind="barcode", data={"barcode": self._answer},
-                               outputs=[("barcode", self._answer, "")])
+        return OperationResult(kind="barcode", data={"barcode": self._answer}, outputs=[("barcode", self._answer, "")])
 
     def abort(self) -> None:
         if self._deadline is not None:

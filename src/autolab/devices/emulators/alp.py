@@ -34,20 +34,16 @@ _CODES: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-class AlpEmulator(PtyEmulator):
-    def __init__(self, backend: InstrumentBackend, model: str, serial_number: str = "EMU0001",
-                 link: str | None = None) -> None:
+class AlpServer(PtyEmulator):
+    """The device side of ALP framing: parse, answer repeats from the cache, map errors to refusal codes.
+    Subclasses implement `execute(frame) -> response arguments`."""
+
+    def __init__(self, model: str, serial_number: str = "EMU0001", link: str | None = None) -> None:
         super().__init__(link)
-        self.backend = backend
         self.model = model
         self.serial_number = serial_number
-        self.instrument = Instrument(backend.device_type, backend)
         self._last: tuple[int, bytes, bytes] | None = None  # (seq, request, reply)
         self.executed: list[str] = []  # verbs actually executed (not replayed)
-
-    def place_plate(self, labware_id: str) -> None:
-        """A plate put in the nest (the emulated plate sensor sees it)."""
-        self.backend.set_occupant(labware_id)
 
     def handle(self, line: bytes) -> bytes | None:
         try:
@@ -60,6 +56,7 @@ class AlpEmulator(PtyEmulator):
             return None
         if self._last is not None and self._last[0] == frame.seq and self._last[1] == line:
             return self._last[2]  # the host retried: answer again, do not run it twice
+        self.executed.append(frame.verb)
         try:
             reply = encode("<", frame.seq, "OK", self.execute(frame))
         except DeviceError as exc:
@@ -71,7 +68,24 @@ class AlpEmulator(PtyEmulator):
         return reply
 
     def execute(self, frame: Frame) -> dict[str, Any]:
-        self.executed.append(frame.verb)
+        raise NotImplementedError
+
+
+class AlpEmulator(AlpServer):
+    """An ALP instrument: serves an `InstrumentBackend` (the simulated physics) with the common verbs."""
+
+    def __init__(
+        self, backend: InstrumentBackend, model: str, serial_number: str = "EMU0001", link: str | None = None
+    ) -> None:
+        super().__init__(model, serial_number, link)
+        self.backend = backend
+        self.instrument = Instrument(backend.device_type, backend)
+
+    def place_plate(self, labware_id: str) -> None:
+        """A plate put in the nest (the emulated plate sensor sees it)."""
+        self.backend.set_occupant(labware_id)
+
+    def execute(self, frame: Frame) -> dict[str, Any]:
         verb, args = frame.verb, frame.args
         if verb == "IDN":
             return {"model": self.model, "serial": self.serial_number, "fw": "1.0", "type": self.backend.device_type}
@@ -89,8 +103,13 @@ class AlpEmulator(PtyEmulator):
             return {"state": "busy"}
         if verb == "PROGRESS":
             p = self.backend.progress()
-            return {"phase": p.phase.replace(" ", "_") or "-", "progress": round(p.progress, 4),
-                    "eta": round(p.eta_s, 3), "done": p.done, **{f"r_{k}": v for k, v in p.readings.items()}}
+            return {
+                "phase": p.phase.replace(" ", "_") or "-",
+                "progress": round(p.progress, 4),
+                "eta": round(p.eta_s, 3),
+                "done": p.done,
+                **{f"r_{k}": v for k, v in p.readings.items()},
+            }
         if verb == "RESULT":
             return flatten_result(self.backend.result())
         if verb == "ABORT":
@@ -101,7 +120,10 @@ class AlpEmulator(PtyEmulator):
 
 def _status_args(s: InstrumentStatus) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "state": s.state, "door": s.door_open, "plate": s.occupant or "-", "op": s.operation or "-",
+        "state": s.state,
+        "door": s.door_open,
+        "plate": s.occupant or "-",
+        "op": s.operation or "-",
         "error": s.error.replace(" ", "_").replace("=", ":").replace("*", "x") or "-",
     }
     out.update({f"v_{k}": v for k, v in s.values.items()})

@@ -10,6 +10,7 @@ new pty and re-points the symlink, as udev does for a USB adapter.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import signal
@@ -19,8 +20,8 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
-from autolab.devices.framing import LineSplitter
 from autolab.devices.errors import FramingError
+from autolab.devices.framing import LineSplitter
 
 
 class PtyEmulator:
@@ -95,10 +96,8 @@ class PtyEmulator:
     def _close_pty(self) -> None:
         for fd in (self._master, self._slave):
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self._master = self._slave = None
 
     # --- serving -----------------------------------------------------------------------
@@ -151,17 +150,16 @@ class PtyEmulator:
     def write_raw(self, data: bytes) -> None:
         with self._lock:
             if self._master is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.write(self._master, data)
-                except OSError:
-                    pass
 
     def handle(self, line: bytes) -> bytes | None:
         raise NotImplementedError
 
 
-def serve_forever(make: Callable[[argparse.Namespace], PtyEmulator], description: str,
-                  args: list[str] | None = None) -> int:
+def serve_forever(
+    make: Callable[[argparse.Namespace], PtyEmulator], description: str, args: list[str] | None = None
+) -> int:
     """`python -m autolab.devices.emulators.<x> --link /tmp/x`: serve until Ctrl-C."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--link", default=None, help="create this symlink to the pty (stable across replugs)")

@@ -15,8 +15,9 @@ from autolab.devices.emulators.base import PtyEmulator, serve_forever
 class KeyenceSrEmulator(PtyEmulator):
     terminator = b"\r"
 
-    def __init__(self, barcodes: dict[str, str] | None = None, read_time_s: float = 0.2,
-                 link: str | None = None) -> None:
+    def __init__(
+        self, barcodes: dict[str, str] | None = None, read_time_s: float = 0.2, link: str | None = None
+    ) -> None:
         super().__init__(link)
         self.barcodes = dict(barcodes or {})
         self.read_time_s = read_time_s
