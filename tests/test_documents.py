@@ -111,3 +111,14 @@ def test_documents_without_a_store_still_reach_subscribers(run_id):
     docs.start()
     docs.stop()
     assert seen == ["start", "stop"]
+
+
+def test_reading_declares_its_stream_on_first_use_with_types_shapes_and_units(store, run_id):
+    docs = RunDocuments(run_id, store)
+    docs.start()
+    first = docs.reading("reader1", {"absorbance": [[0.1] * 12] * 8, "ok": True}, units={"absorbance": "AU"})
+    docs.reading("reader1", {"absorbance": [[0.2] * 12] * 8, "ok": False})
+    desc = store.documents(run_id)[1]
+    assert desc["data_keys"]["absorbance"] == {"dtype": "array", "shape": [8, 12], "source": "reader1", "units": "AU"}
+    assert desc["data_keys"]["ok"]["dtype"] == "boolean" and first["descriptor"] == desc["uid"]
+    assert docs.stop()["num_events"] == {"reader1": 2}

@@ -40,9 +40,8 @@ def device(tmp_path, world):
     started = []
 
     def make(device_type: str, plate: str = "plate1", timeout_s: float = 0.3, **sim):
-        emu = emulate(
-            device_type, str(tmp_path / device_type), time_scale=100.0, liquids=LocalLiquids(world), **sim
-        ).start()
+        sim.setdefault("time_scale", 100.0)
+        emu = emulate(device_type, str(tmp_path / device_type), liquids=LocalLiquids(world), **sim).start()
         started.append(emu)
         if plate:
             emu.place_plate(plate)
@@ -135,7 +134,7 @@ def test_sealer_driver_heats_seals_and_refuses_a_second_seal(device):
 
 
 def test_incubator_driver_reaches_setpoint_with_first_order_dynamics_and_stores_plates(device):
-    emu, inc = device("incubator")
+    emu, inc = device("incubator", time_scale=2000.0)
     status = inc.backend.status()
     assert status.values["temperature_c"] == pytest.approx(22.0, abs=0.5)
     res = run(inc, "incubate", {"temperature_c": 37, "time_s": 60, "shake_rpm": 300}, timeout=30)

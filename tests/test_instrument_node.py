@@ -267,3 +267,28 @@ def test_cancel_stops_a_running_read(cell):
         ).error_code
         == 0
     )
+
+
+def test_estop_aborts_a_running_read_and_refuses_new_ones_until_reset(cell, start_node):
+    from autolab_interfaces.action import InstrumentRun
+    from autolab_interfaces.msg import SafetyState
+    from autolab_interfaces.srv import EStop
+
+    from autolab.nodes.qos import LATCHED
+
+    client, pub = cell
+    start_node("autolab.nodes.safety")
+    client.wait_message(SafetyState, "/safety/state", LATCHED, timeout=20.0)
+    place(client, pub, "reader1", "plate1")
+    goal = InstrumentRun.Goal(operation="read_absorbance", parameters=[param("wavelength_nm", 500.0)])
+    handle = client.send_goal(InstrumentRun, "/reader1/run", goal)
+    client.spin_for(0.2)
+    client.call(EStop, "/safety/estop", EStop.Request(source="test", reason="hand in the reader"))
+    _status, result = client.result(handle, timeout=10.0)
+    assert result.error_code == InstrumentRun.Result.ESTOP and "hand in the reader" in result.error_msg
+    refused = run(client, "reader1", "read_absorbance", [param("wavelength_nm", 500.0), param("wells", "A1")])
+    assert refused.error_code == InstrumentRun.Result.ESTOP
+    client.call(EStop, "/safety/reset", EStop.Request(source="test"))
+    client.wait_message(SafetyState, "/safety/state", LATCHED, timeout=10.0, predicate=lambda s: s.motion_allowed)
+    ok = run(client, "reader1", "read_absorbance", [param("wavelength_nm", 500.0), param("wells", "A1")])
+    assert ok.error_code == 0, ok.error_msg

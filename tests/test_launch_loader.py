@@ -342,12 +342,17 @@ def test_sim_launch_brings_every_contract_node_with_sim_time_set_once():
     assert node(plan, "reader1").parameters[1] == {"type": "plate_reader"}
     assert node(plan, "safety").required and node(plan, "arm").respawn
     workcell = str(share_dir() / "config" / "workcell.yaml")
-    assert node(plan, "sim").parameters[1] == {"workcell": workcell}
+    sim = node(plan, "sim")
+    assert sim.parameters[1:3] == [{"use_sim_time": False}, {"workcell": workcell}]
+    assert sim.ros_arguments().index("use_sim_time:=false") > sim.ros_arguments().index("use_sim_time:=true")
+    assert {"store_url": ""} in node(plan, "executive").parameters
 
 
 def test_sim_launch_with_gui_adds_rviz_and_wall_clock_turns_sim_time_off():
     plan = load_launch_file(REPO / "launch" / "sim.launch.yaml", {"gui": "true", "use_sim_time": "false"})
     assert node(plan, "rviz2").package == "rviz2"
+    assert "rviz2" in {n.name for n in load_launch_file(REPO / "launch" / "sim.launch.yaml",
+                                                        {"headless": "false"}).nodes}
     assert node(plan, "safety").parameters[0] == {"use_sim_time": "false"}
 
 
@@ -357,6 +362,7 @@ def test_hardware_launch_runs_devices_on_serial_with_the_ports_file():
     assert names == CELL_NODES - {"/sim"}
     reader = node(plan, "reader1")
     assert {"backend": "serial"} in reader.parameters
+    assert {"backend": "ros2_control"} in node(plan, "arm").parameters
     assert share_dir() / "config" / "params" / "serial.yaml" in reader.parameters
 
 

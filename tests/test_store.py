@@ -259,3 +259,44 @@ def test_unusable_urls_give_errors_that_name_them(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="folder"):
         RunStore.open(f"sqlite:///{tmp_path / 'file' / 'sub' / 'x.db'}")
+
+
+def test_a_plate_dispense_is_recorded_in_one_transaction_or_not_at_all(store):
+    run_id = _run(store)
+    wells = [f"{r}{c}" for r in "ABCDEFGH" for c in range(1, 13)]
+    ids = store.record_lineage_many(
+        run_id,
+        [
+            {
+                "dest_labware": "P1",
+                "dest_well": w,
+                "source_labware": "RES1",
+                "source_well": None,
+                "material": "buffer",
+                "volume_ul": 100,
+            }
+            for w in wells
+        ],
+    )
+    assert len(ids) == 96 == len(store.lineage_records(run_id))
+    bad = [
+        {
+            "dest_labware": "P2",
+            "dest_well": "A1",
+            "source_labware": None,
+            "source_well": None,
+            "material": "buffer",
+            "volume_ul": 50,
+        },
+        {
+            "dest_labware": "P2",
+            "dest_well": "A2",
+            "source_labware": None,
+            "source_well": None,
+            "material": "buffer",
+            "volume_ul": float("inf"),
+        },
+    ]
+    with pytest.raises(InvalidRecord, match="transfer 1: volume_ul"):
+        store.record_lineage_many(run_id, bad)
+    assert store.lineage("P2").empty

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the cell to come up (default: 60)")
     parser.add_argument("--run-timeout", type=float, default=240.0,
                         help="seconds to wait for the protocol to finish (default: 240)")
+    parser.add_argument("--real-time-factor", type=float, default=0.0,
+                        help="simulated seconds per wall-clock second; 0 (default) runs the simulation as fast "
+                             "as the machine allows, so the demo's length depends on the CPU, not on the "
+                             "protocol's simulated duration")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID for the cell and the demo (default: $ROS_DOMAIN_ID or 0)")
     parser.add_argument("--log-dir", type=Path, default=None,
@@ -72,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
     os.environ.update(env)
     launch_file = args.launch_file or data_path("launch", "sim.launch.yaml")
     sim_available = module_available("autolab.nodes.sim")
-    launch_args = {"headless": "true", "use_sim_time": "true" if sim_available else "false"}
+    launch_args = {"headless": "true", "use_sim_time": "true" if sim_available else "false",
+                   "real_time_factor": repr(float(args.real_time_factor)),
+                   # a demo starts afresh: runs an earlier, interrupted demo left stay in the store, unresumed
+                   "resume_interrupted": "false"}
     try:
         plan = load_launch_file(launch_file, launch_args)
     except LaunchError as exc:

@@ -24,17 +24,39 @@ from autolab.launcher.supervisor import build_supervisor, command_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", nargs="+", metavar="FILE [name:=value ...]",
+    parser.add_argument("target", nargs=argparse.REMAINDER, metavar="FILE [name:=value ...]",
                         help="a launch file (path, or `autolab sim.launch.yaml` / `sim.launch.yaml` for the "
-                             "package's own), then launch arguments name:=value")
-    parser.add_argument("--show-args", action="store_true", help="list the file's launch arguments and exit")
-    parser.add_argument("--print", dest="print_only", action="store_true",
+                             "package's own), then launch arguments name:=value; the options below may also "
+                             "come after the file")
+    add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--show-args", action="store_true",
+                        help="list the file's launch arguments and exit")
+    parser.add_argument("-p", "--print", dest="print_only", action="store_true",
                         help="print the processes and their command lines, start nothing")
     parser.add_argument("--strict", action="store_true",
                         help="fail if a node's executable is not in this build (default: leave it out, warn)")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="where each process's log goes (default: $ROS_LOG_DIR or ~/.ros/log, "
                              "in a folder per launch)")
+
+
+def split_options(args: argparse.Namespace) -> list[str]:
+    """Options given after the file (as `ros2 launch` allows) land in `target`: parse them out."""
+    options = argparse.ArgumentParser(add_help=False)
+    add_options(options)
+    late, words = options.parse_known_args(args.target)
+    for key, value in vars(late).items():
+        if value not in (None, False):
+            setattr(args, key, value)
+    if not words:
+        raise LaunchError("name a launch file, e.g. `autolab launch sim.launch.yaml`")
+    unknown = [w for w in words if w.startswith("-")]
+    if unknown:
+        raise LaunchError(f"unknown option(s) {' '.join(unknown)}")
+    return words
 
 
 def resolve_launch_file(words: list[str]) -> tuple[Path, list[str]]:
@@ -59,7 +81,7 @@ def default_log_dir(plan: LaunchPlan) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path, rest = resolve_launch_file(args.target)
+        path, rest = resolve_launch_file(split_options(args))
         plan = load_launch_file(path, parse_launch_arguments(rest), require_arguments=not args.show_args)
     except LaunchError as exc:
         print(f"autolab launch: {exc}", file=sys.stderr)

@@ -227,6 +227,20 @@ class RunDocuments:
             self.stop_doc = doc
             return self._emit("stop", doc)
 
+    def reading(self, stream: str, data: Mapping[str, Any], units: Mapping[str, str] | None = None,
+                source: str | None = None, configuration: Mapping | None = None) -> dict:
+        """An event of `stream`, declaring the stream on first use from the values' types.
+
+        For producers that learn their data keys as results arrive (the executive relaying
+        device results): `docs.reading("reader1", {"absorbance": grid}, units={"absorbance": "AU"})`.
+        """
+        with self._lock:
+            if stream not in self._by_name:
+                keys = {k: data_key(_dtype_of(v), source or stream, (units or {}).get(k), _shape_of(v))
+                        for k, v in data.items()}
+                self.descriptor(stream, keys, configuration)
+            return self.event(stream, data)
+
     def _linked(self) -> dict:
         """The fields of a document that belongs to this run's start document."""
         return {"uid": new_id(), "time": now(), "run_start": self.start_doc["uid"], "run_id": self.run_id}
@@ -264,6 +278,33 @@ class RunDocuments:
                 self.stop_doc = dict(doc)
             else:
                 raise DocumentError(f"unknown document type {doc_type!r}; expected one of {', '.join(DOC_TYPES)}")
+
+
+def _dtype_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple) or hasattr(value, "tolist"):
+        return "array"
+    raise DocumentError(f"cannot describe a value of type {type(value).__name__}; declare the stream explicitly")
+
+
+def _shape_of(value: Any) -> list[int]:
+    shape: list[int] = []
+    while isinstance(value, list | tuple) or hasattr(value, "tolist"):
+        value = value.tolist() if hasattr(value, "tolist") else value
+        if not isinstance(value, list | tuple):
+            break
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
 
 
 def _doc_type(doc: Mapping) -> str:

@@ -42,7 +42,7 @@ import math
 import os
 import platform
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -758,6 +758,24 @@ class RunStore:
         A None well means the whole labware (e.g. a plate sealed or a reagent added to every
         well); a None source means it came from outside the tracked labware (a reservoir refill).
         """
+        row = self._lineage_row(
+            run_id, dest_labware, dest_well, source_labware, source_well, material, volume_ul, step_id, command_id, at
+        )
+        return self._insert(t.lineage, **row)
+
+    @staticmethod
+    def _lineage_row(
+        run_id: str,
+        dest_labware: str,
+        dest_well: str | None,
+        source_labware: str | None,
+        source_well: str | None,
+        material: str,
+        volume_ul: float,
+        step_id: str | None = None,
+        command_id: str | None = None,
+        at: float | datetime | None = None,
+    ) -> dict:
         _required(dest_labware, "dest_labware")
         _required(material, "material")
         try:
@@ -766,19 +784,44 @@ class RunStore:
             raise InvalidRecord(f"volume_ul must be a number, got {volume_ul!r}") from None
         if not math.isfinite(volume) or volume < 0:
             raise InvalidRecord(f"volume_ul must be a finite volume >= 0, got {volume_ul!r}")
-        return self._insert(
-            t.lineage,
-            run_id=run_id,
-            step_id=step_id,
-            command_id=command_id,
-            dest_labware=dest_labware,
-            dest_well=dest_well.upper() if dest_well else None,
-            source_labware=source_labware or None,
-            source_well=source_well.upper() if source_well else None,
-            material=material,
-            volume_ul=volume,
-            at=_ts(at, "at"),
-        )
+        return {
+            "id": new_id(),
+            "run_id": run_id,
+            "step_id": step_id,
+            "command_id": command_id,
+            "dest_labware": dest_labware,
+            "dest_well": dest_well.upper() if dest_well else None,
+            "source_labware": source_labware or None,
+            "source_well": source_well.upper() if source_well else None,
+            "material": material,
+            "volume_ul": volume,
+            "at": _ts(at, "at"),
+        }
+
+    def record_lineage_many(
+        self,
+        run_id: str,
+        transfers: Iterable[Mapping[str, Any]],
+        step_id: str | None = None,
+        command_id: str | None = None,
+    ) -> list[str]:
+        """Record many transfers (e.g. one per well of a plate dispense) in one transaction.
+
+        Each item has the keyword arguments of `record_lineage` (dest_labware, dest_well,
+        source_labware, source_well, material, volume_ul, optional at). All or none are stored.
+        """
+        rows = []
+        for i, item in enumerate(transfers):
+            try:
+                rows.append(self._lineage_row(run_id, step_id=step_id, command_id=command_id, **item))
+            except TypeError as exc:
+                raise InvalidRecord(f"transfer {i}: {exc}") from None
+            except InvalidRecord as exc:
+                raise InvalidRecord(f"transfer {i}: {exc}") from None
+        if rows:
+            with self._write(run_id) as conn:
+                conn.execute(t.lineage.insert(), rows)
+        return [r["id"] for r in rows]
 
     def lineage_records(self, run_id: str) -> list[LineageRecord]:
         return self._rows(LineageRecord, t.lineage, run_id, t.lineage.c.at)

@@ -22,7 +22,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -87,7 +87,8 @@ class ArmBackend(ABC):
         """The backend's clock in seconds (sim time in simulation)."""
 
 
-PlacementSensor = Callable[[str], SensedPose | None]
+#: Where is this item? (ground truth in the simulation; a vision system on hardware)
+Locator = Callable[[str], SensedPose | None]
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -116,11 +117,14 @@ class _Abort(Exception):
 
 @dataclass
 class Tolerances:
-    position_rad: float = 0.003  # final joint error accepted at the end of a trajectory (~2 mm at the tool)
+    position_rad: float = 0.01  # final joint error accepted at the end of a trajectory (contact may hold it off)
+    stopped_rad_s: float = 0.01  # and every joint slower than this: the arm is at rest
     settle_s: float = 1.5  # sim seconds after a trajectory's end to reach the goal
     gripper_s: float = 1.5  # sim seconds for the gripper to open or close
     place_mm: float = 5.0
     place_deg: float = 3.0
+    locate_mm: float = 15.0  # a sensed item further than this from its location is not picked there
+    locate_deg: float = 5.0
     wall_factor: float = 4.0  # a wall-clock bound on every wait: sim seconds * factor + 10 s
 
 
@@ -128,7 +132,7 @@ class ArmController:
     """Runs goals one at a time (the node guarantees that) in the caller's thread."""
 
     def __init__(self, model: ArmModel, backend: ArmBackend, inventory: Inventory, workcell,
-                 placement_sensor: PlacementSensor | None = None, tolerances: Tolerances | None = None,
+                 locator: Locator | None = None, tolerances: Tolerances | None = None,
                  poll_s: float = 0.005, sleep: Callable[[], None] | None = None) -> None:
         """`sleep` is one polling pause; an in-process engine backend passes a physics step instead."""
         self.model = model
@@ -136,7 +140,7 @@ class ArmController:
         self.backend = backend
         self.inventory = inventory
         self.workcell = workcell
-        self.sense_placement = placement_sensor
+        self.locate = locator
         self.tol = tolerances or Tolerances()
         self.poll_s = poll_s
         self._sleep = sleep or (lambda: time.sleep(poll_s))
@@ -212,7 +216,8 @@ class ArmController:
             if error:
                 raise _Abort("TRACKING_ERROR", error)
             st = self.backend.joint_state()
-            return finished and st is not None and float(np.max(np.abs(st[0] - traj.end))) < self.tol.position_rad
+            return (finished and st is not None and float(np.max(np.abs(st[0] - traj.end))) < self.tol.position_rad
+                    and float(np.max(np.abs(st[1]))) < self.tol.stopped_rad_s)
 
         try:
             self._wait(arrived, traj.duration + self.tol.settle_s, cancel, "the arm to reach its goal", tick)
@@ -327,7 +332,8 @@ class ArmController:
             q0 = self.current()
             self.phase = "plan"
             self.planner.set_labware_obstacles(self.labware_obstacles())
-            src, dst = self.workcell.locations[source], self.workcell.locations[destination]
+            src = self._localise(item.id, self.workcell.locations[source])
+            dst = self.workcell.locations[destination]
             plan = self.planner.plan_transfer(q0, src, dst, shape, item.id, limits)
             total = plan.duration
             done_before = 0.0
@@ -366,6 +372,26 @@ class ArmController:
             code = {"TIMEOUT": "BACKEND_FAILURE", "TRACKING_ERROR": "BACKEND_FAILURE"}.get(exc.code, exc.code)
             return Outcome(code, str(exc), self._final(), item=item_name)
 
+    def _localise(self, item_id: str, loc):
+        """The source location with the item's sensed pose, when a locator sees it close to it.
+
+        Items drift (a belt carries them with some slip, fingers let them
+        slide), so a pick aims at where the item is. Beyond the locate
+        tolerance the item is not at this location: the plan keeps the nominal
+        pose and the grasp check reports the failure.
+        """
+        if self.locate is None:
+            return loc
+        seen = self.locate(item_id)
+        if seen is None:
+            return loc
+        p = loc.pose
+        d_mm = 1000.0 * math.hypot(seen.x - p.x, seen.y - p.y)
+        d_yaw = math.remainder(seen.yaw - p.yaw, math.pi)
+        if d_mm > self.tol.locate_mm or abs(seen.z - p.z) > 0.005 or abs(math.degrees(d_yaw)) > self.tol.locate_deg:
+            return loc
+        return replace(loc, pose=type(p)(seen.x, seen.y, p.z, p.yaw + d_yaw))
+
     def _drop_watch(self, item_id: str) -> Callable[[], None]:
         misses = [0]
 
@@ -390,13 +416,13 @@ class ArmController:
 
     def _verify_placement(self, item_id: str, dst, shape: LabwareShape) -> Outcome:
         final = self._final()
-        if self.sense_placement is None:
+        if self.locate is None:
             return Outcome("NONE", f"placed {item_id} at {dst.id} (placement not sensed: this backend has no "
                                    f"placement sensor)", final, item=item_id)
         sensed = None
         deadline = time.monotonic() + 2.0
         while sensed is None and time.monotonic() < deadline:
-            sensed = self.sense_placement(item_id)
+            sensed = self.locate(item_id)
             if sensed is None:
                 self._sleep()
         if sensed is None:
@@ -474,7 +500,7 @@ class EngineArmBackend(ArmBackend):
     def now(self) -> float:
         return self.engine.time
 
-    def sense_placement(self, item_id: str) -> SensedPose | None:
+    def locate(self, item_id: str) -> SensedPose | None:
         for st in self.engine.labware_status([item_id]):
             w, x, y, z = st.quat_wxyz
             yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
@@ -482,4 +508,5 @@ class EngineArmBackend(ArmBackend):
         return None
 
 
-__all__ = ["EngineArmBackend", "IN_GRIPPER", "ArmBackend", "ArmController", "GripperSensing", "Outcome", "SensedPose", "Tolerances"]
+__all__ = ["IN_GRIPPER", "ArmBackend", "ArmController", "EngineArmBackend", "GripperSensing", "Outcome", "SensedPose",
+           "Tolerances"]

@@ -17,7 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autolab.devices.errors import ConveyorBlocked, InvalidGoal, UnknownStation
 
@@ -60,7 +60,7 @@ class ConveyorPlanner:
     """Stations as belt coordinates (m along the belt axis), in belt order."""
 
     def __init__(self, stations: Mapping[str, float], max_speed: float, default_speed: float | None = None,
-                 tolerance: float = 0.003) -> None:
+                 tolerance: float = 0.005) -> None:
         if len(stations) < 1:
             raise InvalidGoal("a conveyor needs at least one station")
         self.stations = dict(sorted(stations.items(), key=lambda kv: kv[1]))
@@ -129,12 +129,13 @@ class ConveyorController:
     """Runs one belt move at a time in the caller's thread; e-stop arrives from another thread."""
 
     def __init__(self, backend: ConveyorBackend, planner: ConveyorPlanner, poll_s: float = 0.005,
-                 wall_factor: float = 4.0, sleep: Callable[[], None] | None = None) -> None:
+                 wall_factor: float = 4.0, sleep: Callable[[], None] | None = None, stall_s: float = 1.0) -> None:
         """`sleep` is one polling pause; an in-process engine backend passes a physics step instead."""
         self.backend = backend
         self.planner = planner
         self.poll_s = poll_s
         self.wall_factor = wall_factor
+        self.stall_s = stall_s  # no belt progress for this long (backend seconds): it has stalled
         self._sleep = sleep or (lambda: time.sleep(poll_s))
         self._estop = threading.Event()
         self._reason = ""
@@ -159,7 +160,8 @@ class ConveyorController:
             return "NONE", f"already at {move.station}", start
         self.backend.move_to(target, move.speed)
         t_cmd = self.backend.now()
-        budget = abs(move.distance) / move.speed * 1.5 + 2.0
+        last_pos, last_progress = start, t_cmd
+        budget = abs(move.distance) / move.speed * 2.0 + 5.0  # belts ramp and slow down to stop
         wall_end = time.monotonic() + budget * self.wall_factor + 10.0
         while True:
             if self._estop.is_set():
@@ -174,10 +176,16 @@ class ConveyorController:
                     self.planner.stations.get(move.carrier_from, 0.0) + (st.position - start)) \
                     if move.carrier_from else ""
                 feedback(st.position, min(1.0, done), near)
-                if not st.moving and abs(st.position - target) <= self.planner.tolerance:
+                if abs(st.position - last_pos) > 2e-4:
+                    last_pos, last_progress = st.position, st.stamp
+                stalled = st.stamp - last_progress > self.stall_s
+                arrived = abs(st.position - target) <= self.planner.tolerance
+                if arrived and (not st.moving or stalled):
+                    if st.moving:
+                        self.backend.stop()  # crept to a stop within tolerance: end the move explicitly
                     return "NONE", f"moved {move.distance:+.3f} m" + (f" to {move.station}" if move.station else ""), \
                         st.position
-                if not st.moving and self.backend.now() - t_cmd > 0.5:
+                if (not st.moving and self.backend.now() - t_cmd > 0.5) or stalled:
                     self.backend.stop()
                     return "BLOCKED", (f"the belt stopped at {st.position:.3f} m, {target - st.position:+.3f} m "
                                        f"short of its target"), st.position
@@ -219,3 +227,70 @@ class EngineConveyorBackend(ConveyorBackend):
 
     def now(self) -> float:
         return self.engine.time
+
+
+class SerialConveyorBackend(ConveyorBackend):
+    """A serial conveyor controller (a driver with move_to / stop / status, e.g. the ALP-CV1).
+
+    A poller thread reads the controller's status at `poll_hz`, so the
+    frontend's fast polling never floods the serial line; commands and polls
+    share one lock because a serial link carries one exchange at a time.
+    Presence sensors are in the controller's order, which is the belt order
+    of the stations.
+    """
+
+    name = "serial"
+
+    def __init__(self, driver, stations: list[str], poll_hz: float = 20.0) -> None:
+        self.driver = driver
+        self.stations = list(stations)
+        self.error = ""
+        self._lock = threading.Lock()
+        self._state: BeltState | None = None
+        self._period = 1.0 / poll_hz
+        self._stop = threading.Event()
+        self._poll()
+        self._thread = threading.Thread(target=self._run, name="conveyor-serial-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        from autolab.devices.errors import DeviceError
+
+        try:
+            with self._lock:
+                s = self.driver.status()
+        except DeviceError as exc:
+            self.error = str(exc)
+            return
+        self.error = s.fault
+        presence = dict(zip(self.stations, s.presence, strict=False))
+        self._state = BeltState(s.position_m, bool(s.moving), presence, time.monotonic())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            self._poll()
+
+    def move_to(self, target: float, speed: float) -> None:
+        with self._lock:
+            self.driver.move_to(target, speed)
+        self._state = None if self._state is None else replace(self._state, moving=True)
+
+    def stop(self) -> None:
+        from autolab.devices.errors import DeviceError
+
+        try:
+            with self._lock:
+                self.driver.stop()
+        except DeviceError as exc:  # stopping must not raise into a safety callback
+            self.error = str(exc)
+
+    def state(self) -> BeltState | None:
+        return self._state
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        self.driver.close()

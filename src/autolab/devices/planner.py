@@ -288,8 +288,13 @@ class MotionPlanner:
         return min(opening, self.arm.max_opening)
 
     def plan_transfer(self, q0: np.ndarray, source, destination, shape: LabwareShape, item_name: str,
-                      limits: JointLimits, slow_scale: float = 0.25) -> TransferPlan:
-        """Plan every motion of a transfer; raises before anything moves if any part is impossible."""
+                      limits: JointLimits, slow_scale: float = 0.25, carry_scale: float = 0.5) -> TransferPlan:
+        """Plan every motion of a transfer; raises before anything moves if any part is impossible.
+
+        `slow_scale` scales the limits of the straight moves at the locations;
+        `carry_scale` those of the carry, since a labware item held by friction
+        slides in the fingers under the arm's fastest swings.
+        """
         opening = self.open_width(shape)
         held = held_box(f"held:{item_name}", shape)
         slow = limits.scaled(slow_scale, slow_scale)
@@ -330,7 +335,7 @@ class MotionPlanner:
             Segment("approach", self.timed(approach, limits), gripper_after=None),
             Segment("grasp", self.timed([down_src], slow), gripper_after=0.0),
             Segment("lift", self.timed([up_src], slow)),
-            Segment("carry", self.timed(carry, limits)),
+            Segment("carry", self.timed(carry, limits.scaled(carry_scale, carry_scale))),
             Segment("place", self.timed([down_dst], slow), gripper_after=opening),
             Segment("retreat", self.timed([up_dst], slow)),
         ]

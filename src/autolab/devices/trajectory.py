@@ -87,14 +87,23 @@ def time_path(path: np.ndarray | list[np.ndarray], limits: JointLimits, dt: floa
         return Trajectory(limits.names, np.zeros(1), pts.copy(), z, z.copy())
     n_seg = len(pts) - 1
     dqds = np.diff(pts, axis=0) * n_seg  # (n_seg, dof): s advances 1/n_seg per segment
+    # Tangents at the vertices (averaged across each inner vertex) make the velocity continuous in s;
+    # their change over a segment is the path's curvature term d2q/ds2.
+    tangents = np.vstack([dqds[:1], (dqds[:-1] + dqds[1:]) / 2.0, dqds[-1:]])  # (n_seg + 1, dof)
+    curv = np.diff(tangents, axis=0) * n_seg  # (n_seg, dof)
+    amax = limits.acceleration * margin
     with np.errstate(divide="ignore"):
-        sv = float(np.min(limits.velocity * margin / np.abs(dqds)))
-        sa = float(np.min(limits.acceleration * margin / np.abs(dqds)))
+        sv = float(np.min(limits.velocity * margin / np.max(np.abs(tangents), axis=0)))
+        # Centripetal part q'' * sdot^2 gets at most half of each joint's acceleration budget.
+        sv = min(sv, float(np.min(np.sqrt(0.5 * amax / np.max(np.abs(curv), axis=0)))))
+        budget = amax - np.max(np.abs(curv), axis=0) * sv * sv
+        sa = float(np.min(budget / np.max(np.abs(tangents), axis=0)))
     ta, total, peak = _trapezoid(sv, sa)
     n = max(2, int(math.ceil(total / dt)) + 1)
     t = np.linspace(0.0, total, n)
     s = np.where(t < ta, 0.5 * sa * t**2,
-                 np.where(t <= total - ta, 0.5 * sa * ta**2 + peak * (t - ta), 1.0 - 0.5 * sa * (total - t) ** 2))
+                 np.where(t <= total - ta, 0.5 * sa * ta**2 + peak * (t - ta),
+                          1.0 - 0.5 * sa * (total - t) ** 2))
     sd = np.where(t < ta, sa * t, np.where(t <= total - ta, peak, sa * (total - t)))
     sdd = np.where(t < ta, sa, np.where(t <= total - ta, 0.0, -sa))
     s = np.clip(s, 0.0, 1.0)
@@ -102,8 +111,9 @@ def time_path(path: np.ndarray | list[np.ndarray], limits: JointLimits, dt: floa
     seg = np.minimum((s * n_seg).astype(int), n_seg - 1)
     frac = s * n_seg - seg
     pos = pts[seg] + (pts[seg + 1] - pts[seg]) * frac[:, None]
-    vel = dqds[seg] * sd[:, None]
-    acc = dqds[seg] * sdd[:, None]
+    tangent = tangents[seg] + (tangents[seg + 1] - tangents[seg]) * frac[:, None]
+    vel = tangent * sd[:, None]
+    acc = tangent * sdd[:, None] + curv[seg] * (sd * sd)[:, None]
     vel[0] = vel[-1] = 0.0
     return Trajectory(limits.names, t, pos, vel, acc)
 

@@ -215,7 +215,7 @@ def _import_step(el: ET.Element, path: tuple, marks: dict, pos, fail) -> dict[st
     kind, _category, ports = NODES[el.tag]
     body = {"id": sid}
     marks[path + (kind,)] = pos(el)
-    for key in el:
+    for key, _raw in el.items():
         if key == "name":
             continue
         if key not in ports:

@@ -68,7 +68,10 @@ class Run:
         return 1.0 if self.status == "succeeded" else (len(self.ctx.completed) / total if total else 0.0)
 
     def active_step(self) -> str:
-        return ", ".join(sorted(self.ctx.active)) or next(iter(sorted(self.ctx.waits)), "")
+        """The running leaves' paths (several in parallel branches), comma-separated."""
+        running = [b.path for b in (self.root.iterate() if self.root is not None and not self.done else ())
+                   if not b.children and b.status == Status.RUNNING and hasattr(b, "path")]
+        return ", ".join(running)
 
 
 class Executive:

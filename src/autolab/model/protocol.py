@@ -341,7 +341,10 @@ def from_data(data: Any, marks: dict[tuple, tuple[int, int]], source: str, text:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), e.message))
+    # The deepest error first; at equal depth an unknown key (usually a typo) explains more
+    # than the missing key it was meant to be.
+    errors = sorted(validator.iter_errors(data),
+                    key=lambda e: (-len(e.absolute_path), e.validator != "additionalProperties", e.message))
     if errors:
         err = _most_specific(errors)
         path = tuple(err.absolute_path)

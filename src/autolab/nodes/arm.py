@@ -19,18 +19,8 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import numpy as np
-from autolab_interfaces.action import MoveArm, Transfer
-from autolab_interfaces.msg import (
-    ArmState,
-    ConveyorState,
-    DeviceState,
-    LabwarePose,
-    LabwarePoseArray,
-    LabwareRef,
-)
 from builtin_interfaces.msg import Duration
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -52,6 +42,15 @@ from autolab.model.workcell import load_workcell
 from autolab.nodes.qos import COMMAND, LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab.nodes.safety_watch import SafetyWatch
+from autolab_interfaces.action import MoveArm, Transfer
+from autolab_interfaces.msg import (
+    ArmState,
+    ConveyorState,
+    DeviceState,
+    LabwarePose,
+    LabwarePoseArray,
+    LabwareRef,
+)
 
 #: Samples (joint states, gripper sensing, ground truth): accept reliable or best-effort publishers.
 SAMPLES = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -177,7 +176,7 @@ class SimArmBackend(ArmBackend):
         with self._poses_cv:
             return dict(self._poses)
 
-    def sense_placement(self, item_id: str) -> SensedPose | None:
+    def locate(self, item_id: str) -> SensedPose | None:
         """The item's ground-truth pose from a sample taken after this call (waits up to 2 s)."""
         with self._poses_cv:
             seq = self._poses_seq
@@ -314,7 +313,7 @@ class ArmNode(Node):
             raise StartupError(self.get_name(), f"cannot load the workcell: {exc}") from exc
         if p["backend"] == "sim":
             self.backend: ArmBackend = SimArmBackend(self, self.model)
-            sensor = self.backend.sense_placement
+            sensor = self.backend.locate
         elif p["backend"] == "ros2_control":
             self.backend = Ros2ControlBackend(self, self.model, p["controller"], p["gripper_controller"])
             sensor = None

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import threading
 
-from autolab_interfaces.action import ConveyorMove
-from autolab_interfaces.msg import ConveyorState, DeviceState
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -23,13 +21,22 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 
-from autolab.devices.conveyor import BeltMove, BeltState, ConveyorBackend, ConveyorController, ConveyorPlanner
+from autolab.devices.conveyor import (
+    BeltMove,
+    BeltState,
+    ConveyorBackend,
+    ConveyorController,
+    ConveyorPlanner,
+    SerialConveyorBackend,
+)
 from autolab.devices.errors import DeviceError, MotionError
 from autolab.model.errors import DescriptionError
 from autolab.model.workcell import load_workcell
 from autolab.nodes.qos import COMMAND, LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab.nodes.safety_watch import SafetyWatch
+from autolab_interfaces.action import ConveyorMove
+from autolab_interfaces.msg import ConveyorState, DeviceState
 
 R = ConveyorMove.Result
 #: The sim's belt samples: accept reliable or best-effort publishers.
@@ -74,16 +81,17 @@ class SimConveyorBackend(ConveyorBackend):
 
 
 def serial_backend(node: Node, port: str, baudrate: int, stations: list[str]) -> ConveyorBackend:
-    """The serial conveyor controller, where its driver exists in autolab.devices.drivers."""
-    try:
-        from autolab.devices.drivers.conveyor import SerialConveyorBackend  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise StartupError(node.get_name(), "backend 'serial' needs the conveyor-controller driver "
-                                            "(autolab.devices.drivers.conveyor), which is not available in this "
-                                            "build; use backend:=sim") from exc
+    """The serial conveyor controller (ALP-CV1 driver) on `port`; StartupError naming the problem."""
     if not port:
-        raise StartupError(node.get_name(), "backend 'serial' needs parameter 'port' (e.g. /dev/ttyUSB0)")
-    return SerialConveyorBackend(port=port, baudrate=baudrate, stations=stations)
+        raise StartupError(node.get_name(), "backend 'serial' needs parameter 'port' (e.g. /dev/ttyUSB4)")
+    from autolab.devices.drivers.alp_conveyor import AlpConveyor
+
+    driver = AlpConveyor(port, baudrate=baudrate)
+    try:
+        driver.connect()
+    except DeviceError as exc:
+        raise StartupError(node.get_name(), f"cannot reach the conveyor controller on {port}: {exc}") from exc
+    return SerialConveyorBackend(driver, stations)
 
 
 class ConveyorNode(Node):
@@ -96,7 +104,7 @@ class ConveyorNode(Node):
                  "device_id": ("", "conveyor device id in the description (empty: the node name)"),
                  "speed_m_s": (0.0, "default belt speed (0: 80 % of the description's max_speed_m_s)"),
                  "port": ("", "serial port (backend serial)"),
-                 "baudrate": (9600, "serial baud rate (backend serial)"),
+                 "baudrate": (115200, "serial baud rate (backend serial)"),
                  "require_safety": (True, "refuse motion until /safety/state has been received"),
              }.items()}
         self.device_id = p["device_id"] or self.get_name()
@@ -241,6 +249,12 @@ class ConveyorNode(Node):
         st.occupied = bool(belt and any(belt.presence.values()))
         self._state_pub.publish(st)
         self._publish_belt()
+
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
 
 
 NODE_CLASS = ConveyorNode

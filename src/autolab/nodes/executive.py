@@ -117,6 +117,7 @@ class RosHandle:
                 self._fail("REJECTED", f"{self._client._action_name} rejected the goal")
                 return True
             self._result = self._gh.get_result_async()
+            self._result.add_done_callback(lambda _f: self._b.poke())
             if self._cancel_wanted:
                 self._gh.cancel_goal_async()
         if self._result is None or not self._result.done():
@@ -144,6 +145,7 @@ class RosDevices:
         self._states: dict[str, DeviceState] = {}
         self._subs: dict[str, Any] = {}
         self._ours: dict[str, int] = {}
+        self.on_result = None
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds / 1e9
@@ -164,6 +166,11 @@ class RosDevices:
         if st is not None and st.state == DeviceState.STATE_BUSY and not self._ours.get(device):
             return f"{device} is busy with {st.active_operation or 'a goal'} it got before this executive started"
         return None
+
+    def poke(self) -> None:
+        """A result came in: tick now rather than at the next timer period (lower step latency)."""
+        if self.on_result is not None:
+            self.on_result()
 
     def finished(self, device: str) -> None:
         self._ours[device] = max(0, self._ours.get(device, 0) - 1)
@@ -221,6 +228,7 @@ class ExecutiveNode(Node):
         self._tick_group = MutuallyExclusiveCallbackGroup()
         self._group = ReentrantCallbackGroup()
         self.devices = RosDevices(self, self._tick_group, float(self.get_parameter("server_wait_s").value))
+        self.devices.on_result = self._tick
         tracker = LabwareTracker({k: loc for k, (_t, loc) in self.cell.inventory.items()})
         self.core = Executive(self.devices, MonotonicClock(self.devices.now), self.store, tracker,
                               self.cell.device_types, max_active=max_active, workcell_hash=self.cell.workcell_hash)
@@ -327,15 +335,11 @@ class ExecutiveNode(Node):
             else:
                 run = self._submit(g.protocol_path, g.protocol_yaml, g.parameters, g.priority, g.operator_name,
                                    g.tree)
-        except ExecutiveError as exc:
+        except (ProtocolError, BTXMLError, ParameterError, PreflightFailed, OSError, ExecutiveError) as exc:
             goal_handle.abort()
-            result.error_code, result.error_msg = RunProtocol.Result.RESUME_FAILED, str(exc)
-            result.outcome = "failed"
-            return result
-        except (ProtocolError, BTXMLError, ParameterError, PreflightFailed, OSError) as exc:
-            goal_handle.abort()
-            result.error_code = getattr(RunProtocol.Result, self._error_name(exc))
-            result.error_msg, result.outcome = str(exc), "failed"
+            name = "RESUME_FAILED" if g.run_id else self._error_name(exc)
+            result.error_code = getattr(RunProtocol.Result, name)
+            result.error_msg, result.outcome, result.run_id = str(exc), "failed", g.run_id
             return result
         done: Future = Future()
         with self.core.lock:

@@ -272,16 +272,13 @@ class InstrumentNode(Node):
         goal: InstrumentRun.Goal = goal_handle.request
         result = InstrumentRun.Result()
         if not self._busy.acquire(blocking=False):
-            return self._finish(
-                goal_handle, result, R.NOT_READY, f"{self.device_id} is busy with {self._active[0]}", abort=True
-            )
+            return self._finish(goal_handle, result, R.NOT_READY, f"{self.device_id} is busy with {self._active[0]}")
         gid = bytes(goal_handle.goal_id.uuid).hex()
         self._active = (goal.operation, gid)
         self._stop_requested.clear()
-        started = time.time()
         try:
             op_result = self._run(goal_handle, goal)
-            self._store_result(goal, op_result, result, started)
+            self._store_result(goal, op_result, result)
             self._last_error = (0, "")
             result.outputs = [param_msg(n, v, u) for n, v, u in op_result.outputs]
             goal_handle.succeed()
@@ -296,9 +293,7 @@ class InstrumentNode(Node):
             self._busy.release()
             self.publish_state()
 
-    def _finish(
-        self, goal_handle, result, code: int, message: str, canceled: bool = False, abort: bool = True
-    ) -> InstrumentRun.Result:
+    def _finish(self, goal_handle, result, code: int, message: str, canceled: bool = False) -> InstrumentRun.Result:
         result.error_code, result.error_msg = code, message
         self._last_error = (code, message)
         self.get_logger().warning(f"{self.device_id}: {message}")
@@ -350,9 +345,7 @@ class InstrumentNode(Node):
                 self._store = RunStore.open(self._store_url or None)
             return self._store
 
-    def _store_result(
-        self, goal: InstrumentRun.Goal, op: OperationResult, result: InstrumentRun.Result, started: float
-    ) -> None:
+    def _store_result(self, goal: InstrumentRun.Goal, op: OperationResult, result: InstrumentRun.Result) -> None:
         """Write the data to the run store, then reference it: a result never returns unstored data."""
         if not op.kind:
             return
@@ -364,6 +357,8 @@ class InstrumentNode(Node):
             run_id = goal.run_id or store.ensure_adhoc_run(self.device_id)
             labware = op.data.get("labware_id") or goal.labware.id or None
             metadata = {k: v for k, v in op.data.items() if k not in ("wells", "values")}
+            if goal.step_id:
+                metadata["step_id"] = goal.step_id  # the executive's step; the store's steps are its own
             record = store.add_measurement(
                 run_id, self.device_id, op.kind, op.data, op.units, step_id=None, labware=labware, metadata=metadata
             )

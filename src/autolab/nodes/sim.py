@@ -17,7 +17,6 @@ Services: `~/reset` (Trigger), `~/spawn_labware` (SpawnLabware), `~/get_labware_
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from pathlib import Path
@@ -42,8 +41,8 @@ MAX_STAMP_SKEW_S = 10.0  # a trajectory stamp further than this from sim time is
 def _stamp(t: float):
     from builtin_interfaces.msg import Time
 
-    sec = math.floor(t)
-    return Time(sec=int(sec), nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+    sec, nanosec = divmod(round(t * 1e9), 1_000_000_000)
+    return Time(sec=int(sec), nanosec=int(nanosec))
 
 
 class SimNode(Node):

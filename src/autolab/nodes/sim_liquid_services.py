@@ -32,23 +32,22 @@ TRANSFER = "sim/liquids/transfer"
 GET_CONTENTS = "sim/liquids/get_contents"
 
 
-def _workcell_geometries() -> dict[str, PlateGeometry]:
-    """Labware id -> geometry from the workcell description, when there is one."""
+def _workcell_geometries() -> tuple[dict[str, PlateGeometry], dict[str, PlateGeometry]]:
+    """(labware id -> geometry, labware type -> geometry) from the workcell description, when there is one."""
     try:
         from autolab.model.workcell import load_workcell
 
         wc = load_workcell()
     except Exception:  # no description: every plate is the default 96-well plate
-        return {}
-    out = {}
-    for item in wc.inventory:
-        lt = wc.labware_types.get(item.type)
-        if lt is not None:
-            try:
-                out[item.id] = PlateGeometry.from_labware_type(lt)
-            except LabwareError:
-                continue
-    return out
+        return {}, {}
+    by_type = {}
+    for type_id, lt in wc.labware_types.items():
+        try:
+            by_type[type_id] = PlateGeometry.from_labware_type(lt)
+        except LabwareError:
+            continue
+    by_id = {item.id: by_type[item.type] for item in wc.inventory if item.type in by_type}
+    return by_id, by_type
 
 
 def contents_msg(labware_id: str, well: str, liquid: Liquid, capacity_ul: float) -> WellContents:
@@ -74,7 +73,8 @@ class LiquidServices:
     ) -> None:
         self.node = node
         self.world = world or LiquidWorld()
-        self.geometries = dict(_workcell_geometries() if geometries is None else geometries)
+        by_id, self.types = _workcell_geometries()
+        self.geometries = dict(by_id if geometries is None else geometries)
         group = ReentrantCallbackGroup()
         node.create_service(LiquidTransfer, TRANSFER, self._on_transfer, callback_group=group)
         node.create_service(GetWellContents, GET_CONTENTS, self._on_get, callback_group=group)
@@ -82,9 +82,11 @@ class LiquidServices:
     def _geometry(self, labware_id: str, labware_type: str) -> PlateGeometry:
         if labware_id in self.geometries:
             return self.geometries[labware_id]
-        if labware_type and labware_type != DEFAULT_PLATE.labware_type:
-            raise LabwareError(f"unknown labware type {labware_type!r} for {labware_id!r}")
-        return DEFAULT_PLATE
+        if not labware_type or labware_type == DEFAULT_PLATE.labware_type:
+            return DEFAULT_PLATE
+        if labware_type in self.types:
+            return self.types[labware_type]
+        raise LabwareError(f"unknown labware type {labware_type!r} for {labware_id!r}")
 
     def _on_transfer(self, req: LiquidTransfer.Request, res: LiquidTransfer.Response) -> LiquidTransfer.Response:
         try:
@@ -148,7 +150,7 @@ class RosLiquids:
         self._transfer = node.create_client(LiquidTransfer, TRANSFER, callback_group=group)
         self._get = node.create_client(GetWellContents, GET_CONTENTS, callback_group=group)
         self.timeout_s = timeout_s
-        self._geometries = _workcell_geometries()
+        self._geometries = _workcell_geometries()[0]
 
     def _call(self, client: Any, request: Any) -> Any:
         if not client.wait_for_service(timeout_sec=self.timeout_s):

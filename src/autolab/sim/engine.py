@@ -110,7 +110,9 @@ class CellSim:
         self._all_qadr = np.array([m.jnt_qposadr[m.joint(j).id] for j in self.joint_names])
         self._all_dadr = np.array([m.jnt_dofadr[m.joint(j).id] for j in self.joint_names])
         self._arm_act = np.array([m.actuator(j).id for j in self.arm_joints])
-        self._ff_gain = np.array([m.actuator_biasprm[a, 2] / -m.actuator_biasprm[a, 1] for a in self._arm_act])
+        # position servo: force = kp (ctrl - q) - kv qdot, biasprm = (0, -kp, -kv); feeding ctrl = q_ref + kv/kp v_ref
+        # turns it into PD tracking of (q_ref, v_ref) without the lag of pure damping.
+        self._ff_gain = np.array([m.actuator_biasprm[a, 2] / m.actuator_biasprm[a, 1] for a in self._arm_act])
         self._finger_act = [m.actuator(j).id for j in self.finger_joints if _has_actuator(m, j)]
         self._finger_geoms = [
             {g for g in range(m.ngeom) if m.geom_bodyid[g] == m.joint(j).bodyid} for j in self.finger_joints
@@ -434,8 +436,12 @@ class CellSim:
     def _set_contacts(self, lw: _Labware, enabled: bool) -> None:
         """A parked spare floats without contacts (out of the world); an active one is a normal free body."""
         m = self.model
-        m.geom_contype[lw.geom_id] = LABWARE if enabled else 0
-        m.geom_conaffinity[lw.geom_id] = (CELL | ARM | LABWARE) if enabled else 0
+        contype, conaffinity = (LABWARE, CELL | ARM | LABWARE) if enabled else (0, 0)
+        m.geom_contype[lw.geom_id] = contype
+        m.geom_conaffinity[lw.geom_id] = conaffinity
+        if hasattr(m, "body_contype"):  # MuJoCo filters bodies by the union of their geoms' bits too
+            m.body_contype[lw.body_id] = contype
+            m.body_conaffinity[lw.body_id] = conaffinity
         m.body_gravcomp[lw.body_id] = 0.0 if enabled else 1.0
 
 
@@ -470,12 +476,23 @@ def solve_tcp_ik(
     stack has its own kinematics and is checked against this world, not this IK.
     Raises ValueError when the pose is not reached.
     """
+    start = np.array(sim.joint_state().positions[: len(sim.arm_joints)]) if seed is None else np.asarray(seed, float)
+    seeds = [start] + [start + np.eye(len(start))[0] * shift for shift in (0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 3.0)]
+    best = math.inf
+    for s0 in seeds:
+        q, residual = _dls_ik(sim, position, quat_wxyz, s0, iterations, tol)
+        if residual < tol:
+            return q
+        best = min(best, residual)
+    raise ValueError(f"no IK solution for TCP at {np.round(position, 4).tolist()} (residual {best:.2e})")
+
+
+def _dls_ik(sim: CellSim, position, quat_wxyz, seed: np.ndarray, iterations: int, tol: float
+            ) -> tuple[np.ndarray, float]:
     m = sim.model
     d = mujoco.MjData(m)
-    with sim.lock:
-        d.qpos[:] = sim.data.qpos
-    if seed is not None:
-        d.qpos[sim._arm_qadr] = seed
+    lo, hi = sim.model.jnt_range[[sim.model.joint(j).id for j in sim.arm_joints]].T
+    d.qpos[sim._arm_qadr] = np.clip(seed, lo, hi)
     target_p = np.asarray(position, dtype=float)
     target_q = np.asarray(quat_wxyz, dtype=float)
     jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
@@ -488,9 +505,9 @@ def solve_tcp_ik(
         mujoco.mju_subQuat(err_r, target_q, cur_q)
         err = np.concatenate([err_p, d.site_xmat[sim._tcp_site].reshape(3, 3) @ err_r])  # local -> world
         if np.linalg.norm(err) < tol:
-            return d.qpos[sim._arm_qadr].copy()
+            return d.qpos[sim._arm_qadr].copy(), float(np.linalg.norm(err))
         mujoco.mj_jacSite(m, d, jacp, jacr, sim._tcp_site)
         jac = np.vstack([jacp, jacr])[:, sim._arm_dadr]
         dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
-        d.qpos[sim._arm_qadr] += np.clip(dq, -0.2, 0.2)
-    raise ValueError(f"no IK solution for TCP at {target_p.round(4).tolist()} (residual {np.linalg.norm(err):.2e})")
+        d.qpos[sim._arm_qadr] = np.clip(d.qpos[sim._arm_qadr] + np.clip(dq, -0.2, 0.2), lo, hi)
+    return d.qpos[sim._arm_qadr].copy(), float(np.linalg.norm(err))

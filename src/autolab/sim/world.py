@@ -267,7 +267,7 @@ class _Builder:
                 quat=_quat_str(yaw_to_quat_wxyz(pose.yaw)),
             )
             jname = f"{dev_id}/roller{i}"
-            ET.SubElement(body, "joint", name=jname, type="hinge", axis="0 1 0", damping="0.001", armature="0.0005")
+            ET.SubElement(body, "joint", name=jname, type="hinge", axis="0 1 0", damping="0.001", armature="0.005")
             ET.SubElement(
                 body,
                 "geom",

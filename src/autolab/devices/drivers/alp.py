@@ -124,17 +124,17 @@ def _number(text: str) -> Any:
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 
-class AlpInstrument(InstrumentBackend):
-    """An instrument that speaks ALP. Subclasses set `device_type`, `models` and `list_keys`."""
+class AlpDevice:
+    """A device on an ALP line: the link, the client, and the identity check at connect.
+    Subclasses name the `models` they accept."""
 
     models: ClassVar[tuple[str, ...]] = ()
-    #: data keys that are lists even when they hold one item
-    list_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, port: str, baudrate: int = 115200, timeout_s: float = 1.0, retries: int = 2, **_: Any) -> None:
         self.link = SerialLink(port, baudrate)
         self.client = AlpClient(self.link, timeout_s, retries)
         self.identity: dict[str, str] = {}
+        self.model = ""
 
     def connect(self) -> None:
         self.link.open()
@@ -148,6 +148,13 @@ class AlpInstrument(InstrumentBackend):
 
     def close(self) -> None:
         self.link.close()
+
+
+class AlpInstrument(AlpDevice, InstrumentBackend):
+    """An instrument that speaks ALP. Subclasses set `device_type`, `models` and `list_keys`."""
+
+    #: data keys that are lists even when they hold one item
+    list_keys: ClassVar[frozenset[str]] = frozenset()
 
     def status(self) -> InstrumentStatus:
         try:

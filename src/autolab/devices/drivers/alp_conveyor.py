@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from autolab.devices.drivers.alp import AlpClient
-from autolab.devices.errors import CommandRefused
-from autolab.devices.io import SerialLink
+from autolab.devices.drivers.alp import AlpDevice
 
 MODEL = "ALP-CV1"
 
@@ -28,24 +26,13 @@ class ConveyorStatus:
     fault: str  # "" when none, e.g. "blocked"
 
 
-class AlpConveyor:
+class AlpConveyor(AlpDevice):
     """Blocking, short calls (bounded by the response timeout); the caller polls `status` while moving."""
 
+    models = (MODEL,)
+
     def __init__(self, port: str, baudrate: int = 115200, timeout_s: float = 0.5, retries: int = 2, **_: Any) -> None:
-        self.link = SerialLink(port, baudrate)
-        self.client = AlpClient(self.link, timeout_s, retries)
-        self.identity: dict[str, str] = {}
-
-    def connect(self) -> None:
-        self.link.open()
-        self.identity = self.client.command("IDN")
-        if self.identity.get("model") != MODEL:
-            raise CommandRefused(
-                "E_MODEL", f"device on {self.link.port} is {self.identity.get('model')!r}, expected {MODEL}"
-            )
-
-    def close(self) -> None:
-        self.link.close()
+        super().__init__(port, baudrate, timeout_s, retries)
 
     @property
     def travel_m(self) -> tuple[float, float]:
