@@ -64,13 +64,16 @@ def makespan(n: int) -> tuple[float, float, float, dict[str, float]]:
     return clock.now(), n * one, lower, dict(busy)
 
 
-def core_overhead(steps: int) -> list[float]:
+def core_overhead(steps: int, with_store: bool = True) -> list[float]:
     """Wall seconds of scheduler work per step (ticks + reservations + store), device time excluded."""
+    import contextlib
+
     from autolab.data.store import RunStore
 
     body = "\n".join(f"  - instrument: {{id: s{i}, device: reader1, operation: open_door}}" for i in range(steps))
     proto = parse_protocol(f"autolab_protocol: 1\nname: overhead\nsteps:\n{body}\n")
-    with tempfile.TemporaryDirectory() as tmp, RunStore.open(f"sqlite:///{tmp}/b.db") as store:
+    with tempfile.TemporaryDirectory() as tmp, (
+            RunStore.open(f"sqlite:///{tmp}/b.db") if with_store else contextlib.nullcontext()) as store:
         clock = SimClock()
         ex = Executive(SimulatedCell(clock, {}), clock, store, LabwareTracker({}))
         run = ex.submit(proto)
@@ -95,13 +98,13 @@ def ros_overhead(steps: int, tick_hz: float) -> list[float]:
     import subprocess
 
     import rclpy
-    from autolab_interfaces.action import InstrumentRun, RunProtocol
     from rclpy.action import ActionServer
     from rclpy.context import Context
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
 
     from autolab.nodes.sync_client import SyncClient
+    from autolab_interfaces.action import InstrumentRun, RunProtocol
 
     domain = 190 + os.getpid() % 30
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -163,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         dev = max(busy, key=busy.get)
         print(f"{n:>3} {span:>10.1f} {seq:>11.1f} {lower:>12.1f} {span / lower:>9.2f} {span / seq:>7.2f}"
               f"  {dev} {busy[dev]:.0f} s busy")
-    per = core_overhead(args.steps)
-    print(f"\nExecutive core overhead per step ({len(per)} steps, SQLite run store, device time excluded):")
-    print(f"  p50 {percentile(per, 50) * 1e3:.2f} ms   p99 {percentile(per, 99) * 1e3:.2f} ms   "
-          f"mean {statistics.mean(per) * 1e3:.2f} ms")
+    print(f"\nExecutive core overhead per step ({args.steps} steps, device time excluded):")
+    for label, with_store in (("with the SQLite run store", True), ("without a run store", False)):
+        per = core_overhead(args.steps, with_store)
+        print(f"  {label:<26} p50 {percentile(per, 50) * 1e3:7.2f} ms   p99 {percentile(per, 99) * 1e3:7.2f} ms"
+              f"   mean {statistics.mean(per) * 1e3:7.2f} ms")
     if args.ros:
         gaps = ros_overhead(args.steps, args.tick_hz)
         print(f"\nExecutive round trip per step over ROS ({len(gaps)} steps, tick {args.tick_hz:g} Hz, "

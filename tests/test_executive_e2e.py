@@ -40,9 +40,11 @@ def cell(start_node, tmp_path_factory, domain_id):
              start_node("autolab.nodes.arm", env=env, ros_args=SIM_TIME)]
     for dev in ("reader1", "sealer1", "incubator1", "liquid_handler1"):
         procs.append(start_node("autolab.nodes.instrument", name=dev, env=env,
-                                ros_args=["-r", f"__node:={dev}", "-p", f"store_url:={url}", *SIM_TIME]))
+                                ros_args=["-r", f"__node:={dev}", "-p", f"store_url:={url}",
+                                          "-p", "time_scale:=10.0"]))
+    # The executive's bounds (device timeouts, operator waits) are in wall-clock time.
     procs.append(start_node("autolab.nodes.executive", env=env,
-                            ros_args=["-p", f"store_url:={url}", "-p", "server_wait_s:=60.0", *SIM_TIME]))
+                            ros_args=["-p", f"store_url:={url}", "-p", "server_wait_s:=60.0"]))
     wait_for(lambda: all(p.alive() for p in procs), 5, "the cell's processes")
     return {"url": url, "env": env, "domain": domain_id, "procs": procs}
 

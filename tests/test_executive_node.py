@@ -69,8 +69,9 @@ def client(client_node):
 
 
 def goal_for(text: str, **kw):
-    from autolab_interfaces.action import RunProtocol
     from diagnostic_msgs.msg import KeyValue
+
+    from autolab_interfaces.action import RunProtocol
 
     params = kw.pop("params", {})
     return RunProtocol.Goal(protocol_yaml=text, parameters=[KeyValue(key=k, value=v) for k, v in params.items()],
@@ -85,20 +86,18 @@ def ack(client, run_id: str = "", checkpoint: str = ""):
 
 
 def wait_queue(client, predicate, timeout: float = 30.0):
-    from autolab_interfaces.msg import QueueState
-
     from autolab.nodes.qos import LATCHED
+    from autolab_interfaces.msg import QueueState
 
     return client.wait_message(QueueState, "executive/queue", LATCHED, timeout, predicate)
 
 
 @pytest.mark.timeout(120)
 def test_protocol_runs_with_feedback_waits_for_the_operator_and_is_recorded(cell, client):
-    from autolab_interfaces.action import RunProtocol
-    from autolab_interfaces.msg import QueueItem, TreeSnapshot
-
     from autolab.data.store import RunStore
     from autolab.nodes.qos import LATCHED
+    from autolab_interfaces.action import RunProtocol
+    from autolab_interfaces.msg import QueueItem, TreeSnapshot
 
     feedback = []
     handle = client.send_goal(RunProtocol, "executive/run_protocol", goal_for(DOORS, operator_name="tester"),
@@ -169,10 +168,9 @@ def test_canceling_the_goal_cancels_the_run(cell, client):
 
 @pytest.mark.timeout(150)
 def test_killed_executive_resumes_the_interrupted_run_after_restart(cell, client):
+    from autolab.data.store import RunStore
     from autolab_interfaces.action import RunProtocol
     from autolab_interfaces.msg import QueueItem
-
-    from autolab.data.store import RunStore
 
     client.send_goal(RunProtocol, "executive/run_protocol", goal_for(DOORS), timeout=30.0)
     q = wait_queue(client, lambda m: any(i.status == QueueItem.STATUS_WAITING_OPERATOR for i in m.items))

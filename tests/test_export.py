@@ -78,15 +78,20 @@ def record_plate_prep(store: RunStore, tmp: Path, plate: str = "P1") -> str:
     return run_id
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = RunStore.open(f"sqlite:///{tmp_path / 'runs.db'}")
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = RunStore.open(f"sqlite:///{tmp_path_factory.mktemp('export') / 'runs.db'}")
     yield s
     s.close()
 
 
-def test_bundle_describes_every_file_in_ro_crate_json_ld(store, tmp_path):
-    run_id = record_plate_prep(store, tmp_path)
+@pytest.fixture(scope="module")
+def prep_run(store, tmp_path_factory):
+    return record_plate_prep(store, tmp_path_factory.mktemp("prep"))
+
+
+def test_bundle_describes_every_file_in_ro_crate_json_ld(store, prep_run, tmp_path):
+    run_id = prep_run
     bundle = export_run(store, run_id, tmp_path / "bundle")
     crate = json.loads((bundle.path / "ro-crate-metadata.json").read_text())
     assert crate["@context"] == "https://w3id.org/ro/crate/1.1/context"
@@ -104,11 +109,11 @@ def test_bundle_describes_every_file_in_ro_crate_json_ld(store, tmp_path):
     assert {"recordings/" + f"{run_id}.mcap", "documents.jsonl", "tables/plate_wells.parquet"} <= parts
 
 
-def test_bundle_holds_documents_tables_plot_and_recording(store, tmp_path):
+def test_bundle_holds_documents_tables_plot_and_recording(store, prep_run, tmp_path):
     import pyarrow.parquet as pq
     from mcap.reader import make_reader
 
-    run_id = record_plate_prep(store, tmp_path)
+    run_id = prep_run
     root = export_run(store, run_id, tmp_path / "bundle").path
     docs = [json.loads(line) for line in (root / "documents.jsonl").read_text().splitlines()]
     assert [d.get("exit_status") for d in docs][-1] == "success" and len(docs) == 4

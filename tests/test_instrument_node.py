@@ -270,11 +270,10 @@ def test_cancel_stops_a_running_read(cell):
 
 
 def test_estop_aborts_a_running_read_and_refuses_new_ones_until_reset(cell, start_node):
+    from autolab.nodes.qos import LATCHED
     from autolab_interfaces.action import InstrumentRun
     from autolab_interfaces.msg import SafetyState
     from autolab_interfaces.srv import EStop
-
-    from autolab.nodes.qos import LATCHED
 
     client, pub = cell
     start_node("autolab.nodes.safety")

@@ -199,6 +199,17 @@ def test_include_passes_arguments_and_resolves_relative_paths(tmp_path):
     assert plan.configurations["dir_of_child"] == str(tmp_path / "sub")
 
 
+def test_include_must_pass_its_files_required_arguments(tmp_path):
+    write(tmp_path, "launch:\n- arg: {name: device}\n", "child.launch.yaml")
+    f = write(tmp_path, """
+        launch:
+        - arg: {name: device, default: reader1}
+        - include: {file: child.launch.yaml}
+    """)
+    with pytest.raises(LaunchArgumentError, match="needs argument 'device', which the `include` does not pass"):
+        load_launch_file(f)
+
+
 def test_include_cycle_is_refused(tmp_path):
     f = write(tmp_path, "launch:\n- include: {file: $(dirname)/t.launch.yaml}\n")
     with pytest.raises(LaunchFileError, match="include cycle"):
@@ -380,3 +391,30 @@ def test_protocol_launch_includes_the_sim_cell_and_a_required_runner():
     assert runner.required and runner.cmd[:5] == ["python3", "-m", "autolab.cli.main", "run", "/p.yaml"]
     hw = load_launch_file(REPO / "launch" / "protocol.launch.yaml", {"protocol": "/p.yaml", "sim": "false"})
     assert "/sim" not in {n.fully_qualified_name for n in hw.nodes}
+
+
+# --- the command line -----------------------------------------------------------------------
+
+def test_launch_command_prints_processes_with_options_after_the_file(capsys):
+    from autolab.cli.main import main
+
+    assert main(["launch", "sim.launch.yaml", "--print", "use_sim_time:=false"]) == 0
+    out = capsys.readouterr().out
+    safety = next(line for line in out.splitlines() if line.startswith("safety:"))
+    assert "-r __node:=safety" in safety and "use_sim_time:=false" in safety
+
+
+def test_launch_command_refuses_an_unsupported_file_with_exit_2_naming_the_line(tmp_path, capsys):
+    from autolab.cli.main import main
+
+    f = write(tmp_path, "launch:\n- node_container: {pkg: x, exec: y, name: c}\n")
+    assert main(["launch", str(f)]) == 2
+    assert f"{f}:2: `node_container` is not supported" in capsys.readouterr().err
+
+
+def test_launch_command_lists_arguments_even_when_required_ones_are_missing(capsys):
+    from autolab.cli.main import main
+
+    assert main(["launch", "autolab", "device.launch.yaml", "--show-args"]) == 0
+    out = capsys.readouterr().out
+    assert "'device':" in out and "(required)" in out and "Valid choices are: ['sim', 'serial'" in out

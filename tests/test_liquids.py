@@ -192,6 +192,24 @@ def test_reader_reads_the_shared_liquid_world():
     assert res.data["wells"]["A2"] == pytest.approx(0.04, abs=0.015)
 
 
+def test_well_ranges_expand_and_wells_off_the_plate_are_refused_before_reading():
+    world = LiquidWorld()
+    clock = FakeClock()
+    reader = Instrument("plate_reader", SimPlateReader(clock=clock, liquids=LocalLiquids(world)))
+    reader.backend.set_occupant("plate1")
+    assert reader.validate("read_absorbance", {"wavelength_nm": 600, "wells": "A1:C1,H12"})["wells"] == [
+        "A1",
+        "B1",
+        "C1",
+        "H12",
+    ]
+    with pytest.raises(InvalidParameters, match="'wells'.*expected well names or ranges"):
+        reader.validate("read_absorbance", {"wavelength_nm": 600, "wells": "A1:top"})
+    with pytest.raises(InvalidParameters, match="'wells': well 'Z9' does not exist"):
+        reader.start("read_absorbance", {"wavelength_nm": 600, "wells": "A1,Z9"})
+    assert reader.backend.status().state == "idle"
+
+
 def test_frontend_validates_before_the_backend_is_touched():
     reader = Instrument("plate_reader", SimPlateReader(clock=FakeClock()))
     with pytest.raises(InvalidOperation, match="offers: close_door, open_door, read_absorbance"):
@@ -219,5 +237,6 @@ def test_barcode_scanner_without_a_code_reports_no_read():
     scanner.backend.set_occupant("plate2")
     scanner.start("scan", {})
     clock.t += 1
-    with pytest.raises(DeviceFault, match="NO READ"):
+    assert scanner.backend.status().state == "error"  # a state poll sees the end first...
+    with pytest.raises(DeviceFault, match="NO READ"):  # ...and the failure still reaches result()
         scanner.backend.result()

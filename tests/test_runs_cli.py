@@ -1,7 +1,14 @@
-"""`autolab runs list|show|export|lineage`, run as a real command against a real store file."""
+"""`autolab runs list|show|export|lineage` against a real store file.
+
+One test runs the installed command in its own process (entry point, exit
+code, output); the others call the same `autolab` main in-process, which is
+the whole command minus the interpreter start-up.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -30,10 +37,29 @@ def cell(tmp_path_factory):
 
 
 def autolab(cell, *argv: str) -> subprocess.CompletedProcess:
+    """`autolab runs ARGV` in-process, returning what a process would have (code, stdout, stderr)."""
+    from autolab.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["runs", "--store", cell["url"], *argv])
+        except SystemExit as exc:  # argparse errors
+            code = exc.code
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def test_the_installed_command_lists_runs_from_the_store_in_the_environment(cell):
     env = dict(os.environ, AUTOLAB_STORE_URL=cell["url"])
-    return subprocess.run(
-        [sys.executable, "-m", "autolab.cli.main", "runs", *argv], env=env, capture_output=True, text=True, timeout=60
+    out = subprocess.run(
+        [sys.executable, "-m", "autolab.cli.main", "runs", "list", "--outcome", "failed"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
+    assert out.returncode == 0, out.stderr
+    assert cell["old"] in out.stdout and cell["prep"] not in out.stdout
 
 
 def test_list_shows_runs_newest_first_and_filters(cell):

@@ -21,14 +21,15 @@ def gl_backend() -> str:
         pytest.skip(f"no headless GL backend on this machine: {exc}")
 
 
-def test_camera_publishes_overhead_images_in_which_the_plate_markers_are_detectable(gl_backend, start_node,
-                                                                                       client_node):
+def test_camera_publishes_overhead_images_in_which_the_plate_markers_are_detectable(
+    gl_backend, start_node, client_node
+):
     import cv2
-    from autolab.nodes.sync_client import SyncClient
     from sensor_msgs.msg import CameraInfo, Image
 
     from autolab.model.workcell import load_workcell
     from autolab.nodes.qos import SENSOR
+    from autolab.nodes.sync_client import SyncClient
     from autolab.sim import markers
 
     sim = start_node("autolab.nodes.sim", ros_args=["-p", "camera_rate_hz:=2.0"], env={"MUJOCO_GL": gl_backend})

@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(170)]
 @pytest.fixture(scope="module")
 def cell(start_node, client_node):
     """A safety node and a sim node running as fast as it can."""
-    from autolab.nodes.sync_client import SyncClient
     from sensor_msgs.msg import JointState
 
     from autolab.nodes.qos import STREAM
+    from autolab.nodes.sync_client import SyncClient
 
     safety = start_node("autolab.nodes.safety")
     sim = start_node("autolab.nodes.sim", ros_args=["-p", "real_time_factor:=0.0"])
@@ -34,8 +34,9 @@ def cell(start_node, client_node):
 @pytest.fixture
 def fresh(cell):
     """Every test starts from the initial world, with the e-stop reset."""
-    from autolab_interfaces.srv import EStop
     from std_srvs.srv import Trigger
+
+    from autolab_interfaces.srv import EStop
 
     client, sim = cell
     client.call(EStop, "/safety/reset", EStop.Request(source="test"), timeout=10.0)
@@ -74,7 +75,8 @@ def test_clock_runs_faster_than_real_time_when_unthrottled(cell, client_node):
     client, _ = cell
     samples: list[tuple[float, float]] = []
     sub = client_node.create_subscription(
-        Clock, "/clock", lambda m: samples.append((time.monotonic(), m.clock.sec + m.clock.nanosec * 1e-9)), STREAM)
+        Clock, "/clock", lambda m: samples.append((time.monotonic(), m.clock.sec + m.clock.nanosec * 1e-9)), STREAM
+    )
     try:
         client.spin_for(3.0)
     finally:
@@ -131,10 +133,10 @@ def test_sim_follows_a_joint_trajectory(fresh, client_node):
 
 
 def test_estop_on_the_real_safety_node_freezes_the_arm_mid_motion(fresh, client_node):
-    from autolab_interfaces.srv import EStop
     from trajectory_msgs.msg import JointTrajectory
 
     from autolab.nodes.qos import COMMAND
+    from autolab_interfaces.srv import EStop
 
     client = fresh
     start = _joint_positions(client)
@@ -143,8 +145,11 @@ def test_estop_on_the_real_safety_node_freezes_the_arm_mid_motion(fresh, client_
     try:
         client.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "the sim's trajectory subscription")
         pub.publish(_trajectory({"shoulder_pan_joint": goal}, 6.0))
-        client.spin_until(lambda: _joint_positions(client)["shoulder_pan_joint"] < start["shoulder_pan_joint"] - 0.1,
-                          30.0, "the arm to start moving")
+        client.spin_until(
+            lambda: _joint_positions(client)["shoulder_pan_joint"] < start["shoulder_pan_joint"] - 0.1,
+            30.0,
+            "the arm to start moving",
+        )
         assert client.call(EStop, "/safety/estop", EStop.Request(source="test", reason="drill"), timeout=10.0).success
         client.spin_for(1.0)
         frozen = _joint_positions(client)["shoulder_pan_joint"]
@@ -161,9 +166,8 @@ def test_estop_on_the_real_safety_node_freezes_the_arm_mid_motion(fresh, client_
 
 
 def test_gripper_state_and_labware_poses_report_the_initial_world(fresh):
-    from autolab_interfaces.msg import ArmState, LabwarePoseArray
-
     from autolab.nodes.qos import LATCHED
+    from autolab_interfaces.msg import ArmState, LabwarePoseArray
 
     client = fresh
     arm = client.wait_message(ArmState, "/sim/gripper/state", LATCHED, timeout=10.0)
@@ -181,8 +185,10 @@ def test_spawn_labware_service_adds_a_plate_and_refuses_an_occupied_location(fre
     from autolab_interfaces.srv import GetLabwarePoses, SpawnLabware
 
     client = fresh
-    req = SpawnLabware.Request(labware=LabwareRef(id="plate9", labware_type="corning_96_wellplate_360ul_flat",
-                                                  barcode="AL-P-000009"), location=LocationRef(id="deck.2"))
+    req = SpawnLabware.Request(
+        labware=LabwareRef(id="plate9", labware_type="corning_96_wellplate_360ul_flat", barcode="AL-P-000009"),
+        location=LocationRef(id="deck.2"),
+    )
     res = client.call(SpawnLabware, "/sim/spawn_labware", req, timeout=10.0)
     assert res.success, res.message
     req.labware.id = "plate10"
@@ -197,23 +203,26 @@ def test_spawn_labware_service_adds_a_plate_and_refuses_an_occupied_location(fre
 
 
 def test_conveyor_command_moves_the_belt_to_its_target_and_reports_presence(fresh, client_node):
-    from autolab_interfaces.msg import ConveyorState, LabwareRef, LocationRef
-    from autolab_interfaces.srv import SpawnLabware
     from std_msgs.msg import Float64MultiArray
 
     from autolab.nodes.qos import COMMAND, LATCHED
+    from autolab_interfaces.msg import ConveyorState, LabwareRef, LocationRef
+    from autolab_interfaces.srv import SpawnLabware
 
     client = fresh
-    req = SpawnLabware.Request(labware=LabwareRef(id="belt1", labware_type="corning_96_wellplate_360ul_flat"),
-                               location=LocationRef(id="conveyor.in"))
+    req = SpawnLabware.Request(
+        labware=LabwareRef(id="belt1", labware_type="corning_96_wellplate_360ul_flat"),
+        location=LocationRef(id="conveyor.in"),
+    )
     assert client.call(SpawnLabware, "/sim/spawn_labware", req, timeout=10.0).success
     before = client.wait_message(ConveyorState, "/sim/conveyor/state", LATCHED, 10.0, lambda m: m.presence[0])
     pub = client_node.create_publisher(Float64MultiArray, "/sim/conveyor/command", COMMAND)
     try:
         client.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "the sim's conveyor subscription")
         pub.publish(Float64MultiArray(data=[before.position_m + 0.6, 0.25]))
-        done = client.wait_message(ConveyorState, "/sim/conveyor/state", LATCHED, 40.0,
-                                   lambda m: not m.moving and m.presence[1])
+        done = client.wait_message(
+            ConveyorState, "/sim/conveyor/state", LATCHED, 40.0, lambda m: not m.moving and m.presence[1]
+        )
     finally:
         client_node.destroy_publisher(pub)
     assert list(done.stations) == ["conveyor.in", "conveyor.out"]

@@ -153,8 +153,9 @@ def test_closed_gripper_lifts_and_carries_a_plate_fast_without_slip(sim, wc):
     _follow_line(sim, _straight_line(sim, at, high, q_slot, solve_tcp_ik(sim, at, q_slot, seed=q_above)), 0.6)
     assert sim.labware_status(["plate1"])[0].position[2] > 0.3
     # Fast carry: 0.6 m sweep with a quarter turn of the wrist in 0.8 s.
-    q_dest_high = solve_tcp_ik(sim, [dest.pose.x, dest.pose.y, 0.35], grasp_orientation(dest.pose.yaw),
-                               seed=sim.joint_state().positions[:6])
+    q_dest_high = solve_tcp_ik(
+        sim, [dest.pose.x, dest.pose.y, 0.35], grasp_orientation(dest.pose.yaw), seed=sim.joint_state().positions[:6]
+    )
     before = _tcp_frame_offset(sim, "plate1")
     sim.follow_trajectory(list(sim.arm_joints), [TrajectoryPoint(0.8, list(q_dest_high), [0.0] * 6)])
     worst = 0.0
@@ -240,8 +241,9 @@ def test_trajectory_tracks_its_reference_closely(sim):
     q0 = np.array(sim.joint_state().positions[:6])
     target = q0 + np.array([0.4, -0.2, 0.3, 0.2, -0.3, 0.5])
     sim.follow_trajectory(list(sim.arm_joints), [TrajectoryPoint(1.0, list(target), [0.0] * 6)])
-    player = TrajectoryPlayer(sim.arm_joints, [TrajectoryPoint(1.0, list(target), [0.0] * 6)], sim.time, q0,
-                              np.zeros(6))
+    player = TrajectoryPlayer(
+        sim.arm_joints, [TrajectoryPoint(1.0, list(target), [0.0] * 6)], sim.time, q0, np.zeros(6)
+    )
     worst = 0.0
     for _ in range(12):
         sim.advance(0.1)

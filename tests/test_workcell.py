@@ -42,15 +42,29 @@ def _line_of(path: Path, needle: str) -> int:
 
 
 def test_shipped_description_has_the_devices_locations_and_inventory_the_cell_needs(wc):
-    assert {"arm", "conveyor", "hotel1", "reader1", "sealer1", "incubator1", "liquid_handler1", "barcode1",
-            "camera1"} <= set(wc.devices)
+    assert {
+        "arm",
+        "conveyor",
+        "hotel1",
+        "reader1",
+        "sealer1",
+        "incubator1",
+        "liquid_handler1",
+        "barcode1",
+        "camera1",
+    } <= set(wc.devices)
     assert wc.devices["reader1"].type == "plate_reader"
     assert sum(loc.kind == "hotel_slot" for loc in wc.locations.values()) >= 4
-    for loc_id in ("conveyor.in", "conveyor.out", "reader1.nest", "sealer1.nest", "incubator1.nest",
-                   "liquid_handler1.nest"):
+    for loc_id in (
+        "conveyor.in",
+        "conveyor.out",
+        "reader1.nest",
+        "sealer1.nest",
+        "incubator1.nest",
+        "liquid_handler1.nest",
+    ):
         assert loc_id in wc.locations
-    assert {loc.kind for loc in wc.locations.values()} == {"hotel_slot", "conveyor_station", "instrument_nest",
-                                                          "deck"}
+    assert {loc.kind for loc in wc.locations.values()} == {"hotel_slot", "conveyor_station", "instrument_nest", "deck"}
     items = {i.id: i for i in wc.inventory}
     assert items["plate1"].location == "hotel1.slot1" and items["plate2"].location == "hotel1.slot2"
     assert "source1" in items
@@ -111,35 +125,91 @@ def test_hash_covers_the_arm_urdf(wc, cell_copy):
 @pytest.mark.parametrize(
     ("old", "new", "key", "problem", "line_needle"),
     [
-        ("location: hotel1.slot2,", "location: hotel9.slot2,", "inventory[1].location",
-         "unknown location 'hotel9.slot2'", "id: plate2"),
-        ("type: corning_96_wellplate_360ul_flat, location: hotel1.slot2",
-         "type: corning_96_wellplate_360ul_flatt, location: hotel1.slot2", "inventory[1].type",
-         "unknown labware type", "id: plate2"),
+        (
+            "location: hotel1.slot2,",
+            "location: hotel9.slot2,",
+            "inventory[1].location",
+            "unknown location 'hotel9.slot2'",
+            "id: plate2",
+        ),
+        (
+            "type: corning_96_wellplate_360ul_flat, location: hotel1.slot2",
+            "type: corning_96_wellplate_360ul_flatt, location: hotel1.slot2",
+            "inventory[1].type",
+            "unknown labware type",
+            "id: plate2",
+        ),
         ("aruco_id: 2}", "aruco_id: 1}", "inventory[1].aruco_id", "already used by inventory[0]", "id: plate2"),
-        ("    length_mm: 127.76\n    width_mm: 85.48\n    height_mm: 14.22\n    rows: 8",
-         "    length_mm: -127.76\n    width_mm: 85.48\n    height_mm: 14.22\n    rows: 8",
-         "labware_types.corning_96_wellplate_360ul_flat.length_mm", "must be > 0", "length_mm: -127.76"),
-        ("    rows: 8\n", "    rows: eight\n", "labware_types.corning_96_wellplate_360ul_flat.rows",
-         "expected an integer", "rows: eight"),
-        ("device: reader1, frame: reader1,", "device: reader2, frame: reader1,", "['reader1.nest'].device",
-         "unknown device 'reader2'", "reader1.nest:"),
-        ("pose: [0.0, 0.0, 0.06, 0.0], accepts: *sbs_plates}\n  sealer1",
-         "pose: [0.0, 0.0, 0.06], accepts: *sbs_plates}\n  sealer1", "['reader1.nest'].pose",
-         "expected a list of 4 numbers", "reader1.nest:"),
-        ("kind: instrument_nest, device: sealer1", "kind: nest, device: sealer1", "['sealer1.nest'].kind",
-         "'nest' is not one of", "sealer1.nest:"),
-        ("    type: plate_reader\n", "    type: plate_reader\n    colour: blue\n", "devices.reader1.colour",
-         "unknown key 'colour'", "colour: blue"),
-        ("urdf: urdf/arm.urdf", "urdf: urdf/missing.urdf", "devices.arm.params.urdf", "cannot read",
-         "urdf: urdf/missing.urdf"),
-        ("home: [2.7508, -1.9, 1.5,", "home: [2.7508, -1.9, 7.5,", "devices.arm.params.named_poses.home[2]",
-         "outside elbow_joint's limits", "home: [2.7508"),
-        ("well_pitch_mm: 9.0\n    a1_offset_mm: [14.38, 11.24]", "well_pitch_mm: 19.0\n    a1_offset_mm: [14.38, 11.24]",
-         "labware_types.corning_96_wellplate_360ul_flat.well_pitch_mm", "outside the 127.76 x 85.48 mm footprint",
-         "well_pitch_mm: 19.0"),
-        ("schema_version: 1", "schema_version: 2", "schema_version", "unsupported schema_version 2",
-         "schema_version: 2"),
+        (
+            "    length_mm: 127.76\n    width_mm: 85.48\n    height_mm: 14.22\n    rows: 8",
+            "    length_mm: -127.76\n    width_mm: 85.48\n    height_mm: 14.22\n    rows: 8",
+            "labware_types.corning_96_wellplate_360ul_flat.length_mm",
+            "must be > 0",
+            "length_mm: -127.76",
+        ),
+        (
+            "    rows: 8\n",
+            "    rows: eight\n",
+            "labware_types.corning_96_wellplate_360ul_flat.rows",
+            "expected an integer",
+            "rows: eight",
+        ),
+        (
+            "device: reader1, frame: reader1,",
+            "device: reader2, frame: reader1,",
+            "['reader1.nest'].device",
+            "unknown device 'reader2'",
+            "reader1.nest:",
+        ),
+        (
+            "pose: [0.0, 0.0, 0.06, 0.0], accepts: *sbs_plates}\n  sealer1",
+            "pose: [0.0, 0.0, 0.06], accepts: *sbs_plates}\n  sealer1",
+            "['reader1.nest'].pose",
+            "expected a list of 4 numbers",
+            "reader1.nest:",
+        ),
+        (
+            "kind: instrument_nest, device: sealer1",
+            "kind: nest, device: sealer1",
+            "['sealer1.nest'].kind",
+            "'nest' is not one of",
+            "sealer1.nest:",
+        ),
+        (
+            "    type: plate_reader\n",
+            "    type: plate_reader\n    colour: blue\n",
+            "devices.reader1.colour",
+            "unknown key 'colour'",
+            "colour: blue",
+        ),
+        (
+            "urdf: urdf/arm.urdf",
+            "urdf: urdf/missing.urdf",
+            "devices.arm.params.urdf",
+            "cannot read",
+            "urdf: urdf/missing.urdf",
+        ),
+        (
+            "home: [2.7508, -1.9, 1.5,",
+            "home: [2.7508, -1.9, 7.5,",
+            "devices.arm.params.named_poses.home[2]",
+            "outside elbow_joint's limits",
+            "home: [2.7508",
+        ),
+        (
+            "well_pitch_mm: 9.0\n    a1_offset_mm: [14.38, 11.24]",
+            "well_pitch_mm: 19.0\n    a1_offset_mm: [14.38, 11.24]",
+            "labware_types.corning_96_wellplate_360ul_flat.well_pitch_mm",
+            "outside the 127.76 x 85.48 mm footprint",
+            "well_pitch_mm: 19.0",
+        ),
+        (
+            "schema_version: 1",
+            "schema_version: 2",
+            "schema_version",
+            "unsupported schema_version 2",
+            "schema_version: 2",
+        ),
     ],
 )
 def test_a_broken_description_names_file_key_line_and_problem(cell_copy, old, new, key, problem, line_needle):
@@ -155,8 +225,11 @@ def test_a_broken_description_names_file_key_line_and_problem(cell_copy, old, ne
 
 
 def test_labware_at_a_location_that_does_not_accept_it_is_refused(cell_copy):
-    _edit(cell_copy, "type: nest_12_reservoir_15ml, location: liquid_handler1.source",
-          "type: nest_12_reservoir_15ml, location: reader1.nest")
+    _edit(
+        cell_copy,
+        "type: nest_12_reservoir_15ml, location: liquid_handler1.source",
+        "type: nest_12_reservoir_15ml, location: reader1.nest",
+    )
     with pytest.raises(DescriptionError, match="reader1.nest does not accept nest_12_reservoir_15ml"):
         load_workcell(cell_copy)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from autolab.launcher.errors import LaunchError
 from autolab.launcher.executables import module_available
-from autolab.launcher.loader import LaunchPlan, load_launch_file
+from autolab.launcher.loader import LaunchPlan, ProcessSpec, load_launch_file
 from autolab.launcher.supervisor import Supervisor, build_supervisor
 from autolab.paths import data_path
 
@@ -47,10 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated seconds per wall-clock second; 0 (default) runs the simulation as fast "
                              "as the machine allows, so the demo's length depends on the CPU, not on the "
                              "protocol's simulated duration")
+    parser.add_argument("--instrument-time-scale", type=float, default=20.0,
+                        help="simulated instrument seconds per wall-clock second (default: 20, so the "
+                             "protocol's 60 s incubation takes 3 s)")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID for the cell and the demo (default: $ROS_DOMAIN_ID or 0)")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="where the nodes' logs go (default: a new folder under the temp dir)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run the cell's nodes in one process (`autolab up`) instead of one process each")
     parser.add_argument("--verbose", action="store_true", help="show every node's output")
 
 
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     sim_available = module_available("autolab.nodes.sim")
     launch_args = {"headless": "true", "use_sim_time": "true" if sim_available else "false",
                    "real_time_factor": repr(float(args.real_time_factor)),
+                   "instrument_time_scale": repr(float(args.instrument_time_scale)),
                    # a demo starts afresh: runs an earlier, interrupted demo left stay in the store, unresumed
                    "resume_interrupted": "false"}
     try:
@@ -91,8 +97,12 @@ def run(args: argparse.Namespace) -> int:
     if not sim_available:
         print("  note: the simulator node is not in this build; nodes run on wall-clock time", flush=True)
     echo = print if args.verbose else _quiet_echo
-    sup, skipped = build_supervisor(plan.processes, log_dir, env=dict(os.environ), echo=echo,
-                                    skip_missing=True)
+    if args.one_process:
+        sup, expected, skipped = _one_process_cell(launch_file, launch_args, plan, log_dir, echo)
+    else:
+        sup, skipped = build_supervisor(plan.processes, log_dir, env=dict(os.environ), echo=echo,
+                                        skip_missing=True)
+        expected = {p.spec.fully_qualified_name for p in sup.processes if getattr(p.spec, "name", None)}
     for line in skipped:
         print(f"  not in this build, left out: {line}", flush=True)
     if not sup.processes:
@@ -101,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     sup.start()
     try:
-        return _with_ros(args, plan, sup, started)
+        return _with_ros(args, sup, expected, started)
     except KeyboardInterrupt:
         print("\nautolab demo: interrupted", file=sys.stderr)
         return 130
@@ -112,7 +122,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"autolab demo: cell stopped; node logs in {log_dir}", flush=True)
 
 
-def _with_ros(args: argparse.Namespace, plan: LaunchPlan, sup: Supervisor, started: float) -> int:
+def _one_process_cell(launch_file: Path, launch_args: dict[str, str], plan: LaunchPlan, log_dir: Path,
+                      echo: Any) -> tuple[Supervisor, set[str], list[str]]:
+    """The cell as one supervised `autolab up` process; its nodes are the plan's available ones."""
+    from autolab.cli.up import plan_nodes
+
+    nodes, left_out = plan_nodes(plan)
+    cmd = [sys.executable, "-m", "autolab.cli.main", "up", str(launch_file),
+           *(f"{k}:={v}" for k, v in launch_args.items())]
+    spec = ProcessSpec(label="cell", cmd=cmd, required=True, sigterm_timeout=10.0)
+    sup = Supervisor([spec], log_dir, env=dict(os.environ), echo=echo)
+    return sup, {n.spec.fully_qualified_name for n in nodes}, left_out
+
+
+def _with_ros(args: argparse.Namespace, sup: Supervisor, expected: set[str], started: float) -> int:
     import rclpy
     from rclpy.node import Node
 
@@ -122,7 +145,7 @@ def _with_ros(args: argparse.Namespace, plan: LaunchPlan, sup: Supervisor, start
     node = Node("autolab_demo")
     client = SyncClient(node)
     try:
-        health = check_graph(client, sup, args.startup_timeout)
+        health = check_graph(client, sup, expected, args.startup_timeout)
         print(f"autolab demo: cell {'healthy' if health.ok else 'NOT healthy'} "
               f"after {time.monotonic() - started:.1f} s", flush=True)
         if not health.ok:
@@ -130,13 +153,13 @@ def _with_ros(args: argparse.Namespace, plan: LaunchPlan, sup: Supervisor, start
             return 1
         if args.graph_only:
             return 0
-        return run_protocol(client, sup, args)
+        return run_protocol(client, sup, expected, args)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
 
 
-def check_graph(client: Any, sup: Supervisor, timeout: float) -> Health:
+def check_graph(client: Any, sup: Supervisor, expected: set[str], timeout: float) -> Health:
     """Wait (bounded) for every started node, then check safety's latched state and services."""
     from autolab.nodes.qos import LATCHED
     from autolab.nodes.sync_client import ClientTimeout
@@ -145,7 +168,6 @@ def check_graph(client: Any, sup: Supervisor, timeout: float) -> Health:
 
     health = Health()
     node = client.node
-    expected = {p.spec.fully_qualified_name for p in sup.processes if getattr(p.spec, "name", None)}
     deadline = time.monotonic() + timeout
 
     def seen() -> set[str]:
@@ -183,13 +205,13 @@ def check_graph(client: Any, sup: Supervisor, timeout: float) -> Health:
     return health
 
 
-def run_protocol(client: Any, sup: Supervisor, args: argparse.Namespace) -> int:
+def run_protocol(client: Any, sup: Supervisor, expected: set[str], args: argparse.Namespace) -> int:
     """Submit the protocol to the executive, show progress, print the summary."""
     protocol = args.protocol or default_protocol()
     if not Path(protocol).is_file():
         print(f"autolab demo: protocol not found: {protocol}", file=sys.stderr)
         return 1
-    if not any(getattr(p.spec, "name", None) == "executive" for p in sup.processes):
+    if not any(name.endswith("/executive") for name in expected):
         print("autolab demo: cannot run the protocol: the executive node is not in this build",
               file=sys.stderr)
         return 1

@@ -120,7 +120,7 @@ class Tolerances:
     position_rad: float = 0.01  # final joint error accepted at the end of a trajectory (contact may hold it off)
     stopped_rad_s: float = 0.01  # and every joint slower than this: the arm is at rest
     settle_s: float = 1.5  # sim seconds after a trajectory's end to reach the goal
-    gripper_s: float = 1.5  # sim seconds for the gripper to open or close
+    gripper_s: float = 4.0  # sim seconds for the gripper to open or close
     place_mm: float = 5.0
     place_deg: float = 3.0
     locate_mm: float = 15.0  # a sensed item further than this from its location is not picked there
@@ -251,17 +251,21 @@ class ArmController:
     def _gripper(self, opening: float, cancel: Callable[[], bool]) -> GripperSensing:
         self.backend.command_gripper(opening)
         t_cmd = self.backend.now()
-        last: list[float] = []
+        last: list[tuple[float, float]] = []  # (time, opening)
 
         def settled() -> bool:
             g = self.backend.gripper()
+            now = self.backend.now()
             if g is None or g.opening is None:
-                return self.backend.now() - t_cmd > 0.8 * self.tol.gripper_s
-            last.append(g.opening)
+                return now - t_cmd > 0.5 * self.tol.gripper_s  # no finger sensing: give it time
+            last.append((now, g.opening))
             if opening > 0:
-                return abs(g.opening - opening) < 0.002
-            # Closing: settled when the fingers stop moving (on labware or fully closed).
-            return len(last) > 20 and abs(last[-1] - last[-20]) < 2e-4 and self.backend.now() - t_cmd > 0.2
+                return abs(g.opening - opening) < 0.003
+            if g.opening < 0.001:
+                return True  # shut on nothing
+            # Closing on labware: settled when the fingers have stopped (< 0.5 mm in the last 0.2 s).
+            recent = [o for t, o in last if t >= now - 0.2]
+            return now - t_cmd > 0.3 and last[0][0] <= now - 0.2 and max(recent) - min(recent) < 5e-4
 
         self._wait(settled, self.tol.gripper_s, cancel, "the gripper")
         g = self.backend.gripper()

@@ -119,29 +119,49 @@ class CollisionChecker:
 
     def check_many(self, qs: Sequence[np.ndarray], held: Box | None = None, ignore: Iterable[str] = (),
                    joint_extra: dict[str, float] | None = None,
-                   extra_obstacles: Sequence[Box] = ()) -> Contact | None:
+                   extra_obstacles: Sequence[Box] = (), chunk: int = 64) -> Contact | None:
+        """The first contact along the configurations `qs`, or None; pairs are tested in batches."""
         ignore = set(ignore)
         obs = [o for o in [*self.obstacles, *extra_obstacles] if o.name not in ignore]
-        if not obs:
+        if not obs or not len(qs):
             return None
         oc = np.array([o.pose[:3, 3] for o in obs])
         oR = np.array([o.pose[:3, :3] for o in obs])
         oh = np.array([o.half for o in obs]) + self.margin
-        for k, q in enumerate(qs):
-            mov = self.moving_boxes(q, held, joint_extra)
-            mov = [m for m in mov if m.name not in ignore]
-            if not mov:
-                continue
-            nm, no = len(mov), len(obs)
-            mc = np.array([m.pose[:3, 3] for m in mov])
-            mR = np.array([m.pose[:3, :3] for m in mov])
-            mh = np.array([m.half for m in mov])
-            hit = obb_overlap(np.repeat(mc, no, 0), np.repeat(mR, no, 0), np.repeat(mh, no, 0),
-                              np.tile(oc, (nm, 1)), np.tile(oR, (nm, 1, 1)), np.tile(oh, (nm, 1)))
+        no = len(obs)
+        parts = self._moving_parts(held, ignore)
+        for start in range(0, len(qs), chunk):
+            block = np.asarray(qs[start:start + chunk], dtype=float)
+            frames = self.chain.link_frames_batch(block, joint_extra)
+            # Moving boxes of the block: (P parts, N samples) poses -> flattened (P*N)
+            poses = np.concatenate([frames[link] @ local for _, link, local, _ in parts])  # (P*N, 4, 4)
+            halves = np.repeat(np.array([h for *_, h in parts]), len(block), 0)
+            nm = len(poses)
+            hit = obb_overlap(np.repeat(poses[:, :3, 3], no, 0), np.repeat(poses[:, :3, :3], no, 0),
+                              np.repeat(halves, no, 0), np.tile(oc, (nm, 1)), np.tile(oR, (nm, 1, 1)),
+                              np.tile(oh, (nm, 1)))
             if np.any(hit):
-                idx = int(np.argmax(hit))
-                return Contact(mov[idx // no].name, obs[idx % no].name, k, k / max(len(qs) - 1, 1))
+                pair = np.flatnonzero(hit)
+                # The earliest sample on the path with a contact.
+                first = min(pair, key=lambda i: (i // no) % len(block))
+                part = (first // no) // len(block)
+                k = start + (first // no) % len(block)
+                return Contact(parts[part][0], obs[first % no].name, k, k / max(len(qs) - 1, 1))
         return None
+
+    def _moving_parts(self, held: Box | None, ignore: set[str]) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+        """(name, link, pose in the link frame, half extents) of every moving shape, and the held labware."""
+        out = []
+        for link, shapes in self.chain.model.shapes.items():
+            if link in self._static:
+                continue
+            for k, shape in enumerate(shapes):
+                name = link if k == 0 else f"{link}[{k}]"
+                if name not in ignore:
+                    out.append((name, link, shape.origin, shape.half_extents()))
+        if held is not None and held.name not in ignore:
+            out.append((held.name, self.chain.tip_link, held.pose, held.half))
+        return out
 
     def check_path(self, path: Sequence[np.ndarray], held: Box | None = None, ignore: Iterable[str] = (),
                    joint_extra: dict[str, float] | None = None, resolution: float = 0.01,

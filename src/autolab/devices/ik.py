@@ -36,6 +36,11 @@ class IKSolver:
         lo[~np.isfinite(lo)] = -np.pi
         hi[~np.isfinite(hi)] = np.pi
         self._lo, self._hi = lo, hi
+        # An upper bound of the reach from the first joint: the sum of the link lengths after it.
+        first = next((k for k, j in enumerate(chain.joints) if j.movable), 0)
+        self._shoulder = (chain.base_pose @ _compose(chain.joints[: first + 1]))[:3, 3]
+        self._reach = sum(float(np.linalg.norm(j.origin[:3, 3])) for j in chain.joints[first + 1:])
+        self._reach += sum(abs(j.upper) for j in chain.active if j.type == "prismatic" and np.isfinite(j.upper))
 
     def error(self, q: np.ndarray, target: np.ndarray) -> np.ndarray:
         T = self.chain.fk(q)
@@ -100,6 +105,11 @@ class IKSolver:
               accept: Callable[[np.ndarray], bool] | None = None, max_solutions: int = 4) -> np.ndarray:
         """The accepted solution nearest to `current`; raises NoIKSolution with a sentence."""
         current = np.asarray(current, dtype=float)
+        p = target[:3, 3]
+        if np.linalg.norm(p - self._shoulder) > self._reach + 1e-6:
+            raise NoIKSolution(f"no IK solution for tool pose at ({p[0]:.3f}, {p[1]:.3f}, {p[2]:.3f}) m: it is "
+                               f"{np.linalg.norm(p - self._shoulder):.3f} m from the shoulder, beyond the arm's "
+                               f"{self._reach:.3f} m reach")
         found: list[np.ndarray] = []
         rejected = 0
         near = self.near_seeds(target, current, extra_seeds)
@@ -143,3 +153,10 @@ class IKSolver:
             out.append(nxt)
             q = nxt
         return out
+
+
+def _compose(joints) -> np.ndarray:
+    T = np.eye(4)
+    for j in joints:
+        T = T @ j.origin
+    return T

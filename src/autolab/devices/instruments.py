@@ -28,7 +28,7 @@ from autolab.devices.errors import InvalidOperation, InvalidParameters, NotReady
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter of an operation. `kind`: float, int, str, str_list, float_list."""
+    """One parameter of an operation. `kind`: float, int, str, str_list, float_list, wells (ranges expand)."""
 
     name: str
     kind: str
@@ -71,6 +71,8 @@ class ParamSpec:
                 out = [str(v).strip() for v in items if str(v).strip()]
                 if not out:
                     raise TypeError
+            elif self.kind == "wells":
+                out = _wells(value)
             elif self.kind == "float_list":
                 items = (
                     value.split(",")
@@ -88,6 +90,7 @@ class ParamSpec:
             raise InvalidParameters(
                 f"parameter '{self.name}' = {value!r} is not a valid {self.kind.replace('_', ' ')}"
                 + (f" (expected {self.describe_range()})" if self.kind in ("float", "int", "float_list") else "")
+                + (" (expected well names or ranges, e.g. A1,B2 or A1:H1)" if self.kind == "wells" else "")
             ) from None
         return out
 
@@ -98,6 +101,22 @@ class ParamSpec:
                     "  ", " "
                 )
             )
+
+
+def _wells(value: Any) -> list[str]:
+    """Well names, with ranges like "A1:H1" expanded (column by column, as protocols write them)."""
+    from autolab.model.protocol import expand_wells
+
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in (str(v).strip().upper() for v in items):
+        wells = expand_wells(item) if item else []
+        if not wells:
+            raise ValueError
+        out += wells
+    if not out:
+        raise ValueError
+    return out
 
 
 def _as_float(value: Any) -> float:
@@ -153,7 +172,7 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             "read_absorbance",
             (
                 ParamSpec("wavelength_nm", "float", "nm", minimum=230, maximum=1000),
-                ParamSpec("wells", "str_list", required=False, doc="wells to read; all when absent"),
+                ParamSpec("wells", "wells", required=False, doc="wells to read; all when absent"),
             ),
             needs_plate=True,
             doc="absorbance of each well at one wavelength (optical density, 10 mm-free: as measured)",
@@ -196,7 +215,7 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             "dispense",
             (
                 ParamSpec("reagent", "str"),
-                ParamSpec("dest_wells", "str_list"),
+                ParamSpec("dest_wells", "wells"),
                 ParamSpec("volume_ul", "float_list", "uL", minimum=0.5, maximum=1000),
                 ParamSpec("components", "str_list", required=False, doc="explicit reagent composition"),
                 ParamSpec("concentrations_um", "float_list", "umol/L", required=False, minimum=0),
@@ -208,8 +227,8 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             "transfer",
             (
                 ParamSpec("source_labware", "str"),
-                ParamSpec("source_wells", "str_list"),
-                ParamSpec("dest_wells", "str_list"),
+                ParamSpec("source_wells", "wells"),
+                ParamSpec("dest_wells", "wells"),
                 ParamSpec("volume_ul", "float_list", "uL", minimum=0.5, maximum=1000),
             ),
             needs_plate=True,
@@ -218,7 +237,7 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
         Capability(
             "aspirate",
             (
-                ParamSpec("source_wells", "str_list"),
+                ParamSpec("source_wells", "wells"),
                 ParamSpec("volume_ul", "float_list", "uL", minimum=0.5, maximum=1000),
             ),
             needs_plate=True,
@@ -229,9 +248,13 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
 }
 
 
+#: Workcell device types that name one of the types above.
+TYPE_ALIASES: dict[str, str] = {"barcode_reader": "barcode_scanner"}
+
+
 def capabilities_of(device_type: str) -> dict[str, Capability]:
     try:
-        return {c.operation: c for c in CAPABILITIES[device_type]}
+        return {c.operation: c for c in CAPABILITIES[TYPE_ALIASES.get(device_type, device_type)]}
     except KeyError:
         raise InvalidOperation(
             f"unknown instrument type {device_type!r}; known: {', '.join(sorted(CAPABILITIES))}"

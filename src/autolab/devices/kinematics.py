@@ -340,6 +340,25 @@ class KinematicChain:
             frames[j.child] = frames[parent] @ j.origin @ j.motion(value)
         return frames
 
+    def link_frames_batch(self, qs: np.ndarray, extra: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """`link_frames` for N configurations at once: link -> (N, 4, 4) world poses."""
+        qs = np.atleast_2d(np.asarray(qs, dtype=float))
+        n = len(qs)
+        T = np.broadcast_to(self.base_pose, (n, 4, 4)).copy()
+        frames = {self.base_link: T}
+        i = 0
+        for j in self.joints:
+            T = T @ j.origin
+            if j.movable:
+                T = T @ _motions(j, qs[:, i])
+                i += 1
+            frames[j.child] = T
+        extra = extra or {}
+        for parent, j in self._branches:
+            value = extra.get(j.name, extra.get(j.mimic or "", 0.0))
+            frames[j.child] = frames[parent] @ (j.origin @ j.motion(value))
+        return frames
+
     def fk(self, q: np.ndarray) -> np.ndarray:
         """World pose of the tip link."""
         q = np.asarray(q, dtype=float)
@@ -372,7 +391,10 @@ class KinematicChain:
             if kind == "prismatic":
                 J[:3, k] = a
             else:
-                J[:3, k] = np.cross(a, p - o)
+                r = p - o
+                J[0, k] = a[1] * r[2] - a[2] * r[1]
+                J[1, k] = a[2] * r[0] - a[0] * r[2]
+                J[2, k] = a[0] * r[1] - a[1] * r[0]
                 J[3:, k] = a
         return T, J
 
@@ -387,3 +409,25 @@ class KinematicChain:
             if v < lo - tol or v > hi + tol:
                 out.append(f"{name}={v:.4f} outside [{lo:.4f}, {hi:.4f}]")
         return out
+
+
+def _motions(joint: Joint, values: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) joint motions for N joint values."""
+    n = len(values)
+    out = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+    if joint.type == "prismatic":
+        out[:, :3, 3] = values[:, None] * joint.axis
+        return out
+    x, y, z = joint.axis
+    c, s = np.cos(values), np.sin(values)
+    C = 1.0 - c
+    out[:, 0, 0] = c + x * x * C
+    out[:, 0, 1] = x * y * C - z * s
+    out[:, 0, 2] = x * z * C + y * s
+    out[:, 1, 0] = y * x * C + z * s
+    out[:, 1, 1] = c + y * y * C
+    out[:, 1, 2] = y * z * C - x * s
+    out[:, 2, 0] = z * x * C - y * s
+    out[:, 2, 1] = z * y * C + x * s
+    out[:, 2, 2] = c + z * z * C
+    return out

@@ -62,7 +62,7 @@ class Wait:
     message: str
 
 
-@dataclass
+@dataclass(eq=False)  # identity: one context per run
 class RunContext:
     run_id: str
     protocol_name: str

@@ -55,6 +55,7 @@ class Run:
     store_steps: dict[str, str] = field(default_factory=dict)
     history: deque = field(default_factory=lambda: deque(maxlen=200))
     resumed: bool = False
+    protocol_yaml: str = ""
 
     @property
     def done(self) -> bool:
@@ -88,6 +89,7 @@ class Executive:
         self.workcell_hash = workcell_hash
         self.preflight = preflight  # callable(protocol, values) -> list[str] problems, or None
         self.runs: dict[str, Run] = {}
+        self._dirty: set = set()  # contexts to checkpoint at the end of this tick
         self.lock = threading.RLock()
         self._seq = itertools.count()
 
@@ -120,7 +122,7 @@ class Executive:
         ctx = RunContext(run_id=run_id, protocol_name=protocol.name, clock=self.clock, backend=self.backend,
                          reservations=self.reservations, tracker=self.tracker,
                          recovery=RecoveryPolicy.from_protocol(protocol.recovery), priority=priority,
-                         params=params, on_change=self._checkpoint)
+                         params=params, on_change=self._dirty.add)
         steps = expand(protocol, params)
         run = Run(run_id, protocol, params, priority, operator, next(self._seq), ctx, steps)
         run.root = build_tree(protocol.name, steps, ctx, self.seconds)
@@ -153,6 +155,11 @@ class Executive:
                 assert run.root is not None
                 run.root.tick_once()
                 self._drain(run)
+                if run.ctx in self._dirty:
+                    # Once per tick, and before any goal created in it is sent (the ROS backend sends
+                    # on the next poll), so a restart always knows what may be in flight.
+                    self._dirty.discard(run.ctx)
+                    self._checkpoint(run.ctx)
                 if run.root.status == Status.SUCCESS:
                     self._finish(run, "succeeded", "NONE", "")
                 elif run.root.status == Status.FAILURE:
@@ -219,7 +226,9 @@ class Executive:
         run = self.runs.get(ctx.run_id)
         state = ctx.state()
         if run is not None:
-            state.update(protocol_text=run.protocol.to_yaml(), source=run.protocol.source,
+            if not run.protocol_yaml:  # normalised once: a checkpoint is written twice per step
+                run.protocol_yaml = run.protocol.to_yaml()
+            state.update(protocol_text=run.protocol_yaml, source=run.protocol.source,
                          params=run.params, priority=run.priority, operator=run.operator)
         self.store.save_checkpoint(ctx.run_id, json.loads(json.dumps(state, default=str)))
 

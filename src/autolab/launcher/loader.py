@@ -265,6 +265,7 @@ class _Interpreter:
         self.warnings: list[str] = []
         self.depth_limit = depth_limit
         self._stack: list[Path] = []
+        self._include_args: list[set[str]] = []
 
     # entry points
     def run_file(self, path: Path, scope: _Scope) -> None:
@@ -369,8 +370,13 @@ class _Interpreter:
         description = e.attr("description", optional=True) or ""
         choices = [c.attr("value") for c in e.attr("choice", "entities", optional=True) or []]
         self.arguments.setdefault(name, ArgumentInfo(name, default, description, choices, e.where))
-        if name in self.given:
+        included = len(self._stack) > 1
+        if name in self.given and not included:
             scope.configs[name] = self.given[name]
+        elif default is None and included and name not in self._include_args[-1] and self.require_arguments:
+            # as launch does: an include must pass its file's required arguments explicitly
+            raise e.error(f"included launch file needs argument '{name}', which the `include` does not pass",
+                          LaunchArgumentError)
         elif name not in scope.configs:
             if default is None and not self.require_arguments:
                 default = f"<{name}>"  # listing arguments: carry on with a visible placeholder
@@ -389,12 +395,19 @@ class _Interpreter:
         target = Path(ev.evaluate(e.attr("file")))
         if not target.is_absolute():
             target = e.path.parent / target
+        passed: set[str] = set()
         for a in e.attr("arg", "entities", optional=True) or []:
-            scope.configs[ev.evaluate(a.attr("name"))] = ev.evaluate(a.attr("value"))
+            name = ev.evaluate(a.attr("name"))
+            scope.configs[name] = ev.evaluate(a.attr("value"))
+            passed.add(name)
             a.check_complete()
         if not target.is_file():
             raise e.error(f"included launch file not found: {target}")
-        self.run_file(target, scope)  # not scoped, as in Jazzy: wrap it in a `group` to scope it
+        self._include_args.append(passed)
+        try:
+            self.run_file(target, scope)  # not scoped, as in Jazzy: wrap it in a `group` to scope it
+        finally:
+            self._include_args.pop()
 
     def _group(self, e: Entity, ev: Evaluator, scope: _Scope) -> None:
         scoped = self._typed(e, ev, "scoped", "bool", True)

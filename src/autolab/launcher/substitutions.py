@@ -56,17 +56,22 @@ class _Parser:
         out: list[Fragment] = []
         buf: list[str] = []
         while self.pos < len(self.text):
-            if self.text.startswith("$(", self.pos):
-                if buf:
-                    out.append("".join(buf))
-                    buf = []
-                out.append(self.substitution())
-            else:
+            if not self._nested(out, buf):
                 buf.append(self.text[self.pos])
                 self.pos += 1
         if buf:
             out.append("".join(buf))
         return out
+
+    def _nested(self, out: list[Fragment], buf: list[str]) -> bool:
+        """At a `$(`: move pending text from `buf` to `out`, parse the substitution into `out`."""
+        if not self.text.startswith("$(", self.pos):
+            return False
+        if buf:
+            out.append("".join(buf))
+            buf.clear()
+        out.append(self.substitution())
+        return True
 
     def substitution(self) -> Subst:
         self.pos += 2  # "$("
@@ -96,11 +101,7 @@ class _Parser:
         buf: list[str] = []
         while self.pos < len(self.text):
             ch = self.text[self.pos]
-            if self.text.startswith("$(", self.pos):
-                if buf:
-                    out.append("".join(buf))
-                    buf = []
-                out.append(self.substitution())
+            if self._nested(out, buf):
                 continue
             if ch in " )":
                 break
@@ -128,11 +129,7 @@ class _Parser:
             if ch == quote:
                 self.pos += 1
                 break
-            if self.text.startswith("$(", self.pos):
-                if buf:
-                    out.append("".join(buf))
-                    buf = []
-                out.append(self.substitution())
+            if self._nested(out, buf):
                 continue
             if ch == "\\" and self.pos + 1 < len(self.text) and self.text[self.pos + 1] == quote:
                 self.pos += 1

@@ -13,17 +13,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
 
+from autolab.devices.errors import InvalidParameters
 from autolab.executive.context import LabwareTracker
 from autolab.executive.devices import DeviceCall, DeviceResult, MonotonicClock
 from autolab.executive.errors import BTXMLError, ExecutiveError
 from autolab.executive.preflight import CellFacts, PreflightFailed, preflight
 from autolab.executive.scheduler import Executive, Run
 from autolab.model.protocol import ParameterError, Protocol, ProtocolError, load_protocol, parse_protocol
+from autolab.nodes.instrument import param_msg, params_from_msg
 from autolab.nodes.qos import LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab_interfaces.action import InstrumentRun, RunProtocol, Transfer
@@ -32,7 +35,6 @@ from autolab_interfaces.msg import (
     LabwarePoseArray,
     LabwareRef,
     LocationRef,
-    Parameter,
     QueueItem,
     QueueState,
     TreeSnapshot,
@@ -54,27 +56,6 @@ def _codes(result_type: Any) -> dict[int, str]:
 
 _TRANSFER_CODES = _codes(Transfer.Result)
 _INSTRUMENT_CODES = _codes(InstrumentRun.Result)
-
-
-def to_parameter(name: str, value: Any) -> Parameter:
-    p = Parameter(name=name)
-    if isinstance(value, bool):
-        p.type, p.bool_value = Parameter.TYPE_BOOL, value
-    elif isinstance(value, int):
-        p.type, p.integer_value = Parameter.TYPE_INTEGER, value
-    elif isinstance(value, float):
-        p.type, p.double_value = Parameter.TYPE_DOUBLE, value
-    elif isinstance(value, list) and all(isinstance(v, int | float) for v in value):
-        p.type, p.double_array_value = Parameter.TYPE_DOUBLE_ARRAY, [float(v) for v in value]
-    else:
-        p.type, p.string_value = Parameter.TYPE_STRING, value if isinstance(value, str) else json.dumps(value)
-    return p
-
-
-def from_parameter(p: Parameter) -> Any:
-    return {Parameter.TYPE_BOOL: p.bool_value, Parameter.TYPE_INTEGER: p.integer_value,
-            Parameter.TYPE_DOUBLE: p.double_value, Parameter.TYPE_DOUBLE_ARRAY: list(p.double_array_value),
-            }.get(p.type, p.string_value)
 
 
 class RosHandle:
@@ -122,7 +103,8 @@ class RosHandle:
                 self._gh.cancel_goal_async()
         if self._result is None or not self._result.done():
             return False
-        self._set(self._b.convert(self.call, self._result.result().result))
+        response = self._result.result()
+        self._set(self._b.convert(self.call, response.result, response.status))
         return True
 
     def result(self) -> DeviceResult:
@@ -183,17 +165,25 @@ class RosDevices:
         else:
             goal = InstrumentRun.Goal(operation=call.operation, labware=LabwareRef(id=call.labware),
                                       run_id=call.run_id, step_id=call.step_id,
-                                      parameters=[to_parameter(k, v) for k, v in call.parameters.items()])
+                                      parameters=[param_msg(k, v) for k, v in call.parameters.items()])
         self._ours[call.device] = self._ours.get(call.device, 0) + 1
         return RosHandle(self, client, goal, call)
 
-    def convert(self, call: DeviceCall, res: Any) -> DeviceResult:
+    def convert(self, call: DeviceCall, res: Any, status: int = GoalStatus.STATUS_SUCCEEDED) -> DeviceResult:
         codes = _TRANSFER_CODES if call.kind == "transfer" else _INSTRUMENT_CODES
+        if res.error_code == 0 and status != GoalStatus.STATUS_SUCCEEDED:
+            # A server that crashed in its execute callback aborts with an empty result: never a success.
+            name = "CANCELED" if status == GoalStatus.STATUS_CANCELED else "BACKEND_FAILURE"
+            return DeviceResult(False, 0, name, res.error_msg or f"{call.device} ended the goal with status "
+                                f"{status} and no error code (see the {call.device} node's log)")
         if res.error_code == 0:
             if call.kind == "transfer":
                 return DeviceResult(True, placed_at=res.placed.location.id or call.destination)
-            return DeviceResult(True, outputs={p.name: from_parameter(p) for p in res.outputs},
-                                data_uri=res.data.uri)
+            try:
+                outputs = params_from_msg(list(res.outputs))
+            except InvalidParameters as exc:  # an untyped output: keep the result, say what was dropped
+                outputs = {"output_error": str(exc)}
+            return DeviceResult(True, outputs=outputs, data_uri=res.data.uri)
         return DeviceResult(False, res.error_code, codes.get(res.error_code, f"ERROR_{res.error_code}"),
                             res.error_msg)
 

@@ -38,7 +38,14 @@ from autolab.devices.errors import (
     LiquidHandlingError,
     NotReady,
 )
-from autolab.devices.instruments import CAPABILITIES, Instrument, InstrumentBackend, InstrumentStatus, OperationResult
+from autolab.devices.instruments import (
+    CAPABILITIES,
+    TYPE_ALIASES,
+    Instrument,
+    InstrumentBackend,
+    InstrumentStatus,
+    OperationResult,
+)
 from autolab.nodes.qos import LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab.nodes.safety_watch import SafetyWatch
@@ -46,8 +53,6 @@ from autolab_interfaces.action import InstrumentRun
 from autolab_interfaces.msg import DataRef, DeviceState, LabwarePoseArray, LabwareRef, Parameter
 
 R = InstrumentRun.Result
-#: Workcell type names that mean one of our instrument types.
-TYPE_ALIASES = {"barcode_reader": "barcode_scanner"}
 _STATE = {
     "idle": DeviceState.STATE_IDLE,
     "busy": DeviceState.STATE_BUSY,

@@ -49,6 +49,9 @@ class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sim", **kwargs)
         p = self._read_parameters()
+        self._camera_period = 1.0 / p["camera_rate_hz"] if p["camera_rate_hz"] > 0 else 0.0
+        if self._camera_period:
+            self._select_gl()  # before MuJoCo is imported, which reads MUJOCO_GL once
         from autolab.model.workcell import load_workcell
         from autolab.sim.engine import CellSim
         from autolab.sim.errors import ModelBuildError
@@ -65,7 +68,6 @@ class SimNode(Node):
         self._chunk_steps = max(1, round(p["chunk_s"] / self.sim.timestep))
         self._publish_period = 1.0 / p["publish_rate_hz"]
         self._labware_period = 1.0 / p["labware_rate_hz"]
-        self._camera_period = 1.0 / p["camera_rate_hz"] if p["camera_rate_hz"] > 0 else 0.0
 
         self._clock_pub = self.create_publisher(Clock, "/clock", STREAM)
         self._js_pub = self.create_publisher(JointState, "joint_states", STREAM)
@@ -81,14 +83,6 @@ class SimNode(Node):
         self.create_service(GetLabwarePoses, "~/get_labware_poses", self._on_get_poses)
         self._img_pub = self._info_pub = None
         if self._camera_period:
-            from autolab.sim.camera import select_gl_backend
-            from autolab.sim.errors import RenderingUnavailable
-
-            try:
-                backend = select_gl_backend()
-            except RenderingUnavailable as exc:
-                raise StartupError(self.get_name(), f"camera_rate_hz > 0 but {exc}") from None
-            self.get_logger().info(f"camera {self.sim.world.camera} rendering with MUJOCO_GL={backend}")
             self._img_pub = self.create_publisher(Image, "camera/image_raw", SENSOR)
             self._info_pub = self.create_publisher(CameraInfo, "camera/camera_info", SENSOR)
         self._attach_liquids()
@@ -140,6 +134,16 @@ class SimNode(Node):
         if values["workcell"] and not Path(values["workcell"]).is_file():
             raise StartupError(self.get_name(), f"parameter workcell: no such file {values['workcell']!r}")
         return values
+
+    def _select_gl(self) -> None:
+        from autolab.sim.camera import select_gl_backend
+        from autolab.sim.errors import RenderingUnavailable
+
+        try:
+            backend = select_gl_backend()
+        except RenderingUnavailable as exc:
+            raise StartupError(self.get_name(), f"camera_rate_hz > 0 but {exc}") from None
+        self.get_logger().info(f"overhead camera rendering with MUJOCO_GL={backend}")
 
     def _attach_liquids(self) -> None:
         try:

@@ -78,8 +78,15 @@ class CameraRenderer:
     def __init__(self, model, camera: str, width: int, height: int) -> None:
         import mujoco
 
+        _follow_mujoco_gl()
         self.camera = camera
-        self._renderer = mujoco.Renderer(model, height, width)
+        try:
+            self._renderer = mujoco.Renderer(model, height, width)
+        except Exception as exc:  # MuJoCo raises FatalError/RuntimeError/ImportError depending on the backend
+            raise RenderingUnavailable(
+                f"cannot create a {os.environ.get('MUJOCO_GL', 'default')} OpenGL context: {exc}; set MUJOCO_GL "
+                "(egl or osmesa) in the environment before the process starts"
+            ) from None
         opt = self._renderer.scene.flags
         opt[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         opt[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
@@ -93,3 +100,20 @@ class CameraRenderer:
 
     def close(self) -> None:
         self._renderer.close()
+
+
+def _follow_mujoco_gl() -> None:
+    """Make MuJoCo use the MUJOCO_GL chosen here even if `mujoco` was imported before it was set.
+
+    MuJoCo reads MUJOCO_GL when its GL-context module is first imported; re-import
+    that module when the choice differs (no context exists yet at this point).
+    """
+    import importlib
+
+    try:
+        from mujoco.rendering.classic import gl_context
+    except ImportError:  # other MuJoCo layouts read the variable at Renderer creation
+        return
+    wanted = os.environ.get("MUJOCO_GL", "").lower().strip()
+    if getattr(gl_context, "_MUJOCO_GL", wanted) != wanted:
+        importlib.reload(gl_context)

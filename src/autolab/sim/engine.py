@@ -487,8 +487,9 @@ def solve_tcp_ik(
     raise ValueError(f"no IK solution for TCP at {np.round(position, 4).tolist()} (residual {best:.2e})")
 
 
-def _dls_ik(sim: CellSim, position, quat_wxyz, seed: np.ndarray, iterations: int, tol: float
-            ) -> tuple[np.ndarray, float]:
+def _dls_ik(
+    sim: CellSim, position, quat_wxyz, seed: np.ndarray, iterations: int, tol: float
+) -> tuple[np.ndarray, float]:
     m = sim.model
     d = mujoco.MjData(m)
     lo, hi = sim.model.jnt_range[[sim.model.joint(j).id for j in sim.arm_joints]].T

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from autolab.devices.errors import DeviceFault, LiquidHandlingError, NotReady
+from autolab.devices.errors import DeviceError, DeviceFault, InvalidParameters, LiquidHandlingError, NotReady
 from autolab.devices.instruments import InstrumentBackend, InstrumentStatus, OperationResult, Progress
-from autolab.model.labware import LabwareError, Liquid, PlateGeometry
+from autolab.model.errors import LabwareError, WellNameError
+from autolab.model.labware import DEFAULT_PLATE, Liquid, PlateGeometry
 from autolab.sim.liquids import LiquidWorld, ReaderOptics, absorbance
 
 Clock = Callable[[], float]
@@ -125,6 +126,7 @@ class SimInstrument(InstrumentBackend):
         self.door_open = False
         self.occupant = ""
         self.error = ""
+        self._failure: DeviceError | None = None
         self._job: _Job | None = None
         self._result: OperationResult | None = None
         self._last_t = 0.0
@@ -144,8 +146,11 @@ class SimInstrument(InstrumentBackend):
             self._job = None
             try:
                 self._result = self.finish(job)
-            except (DeviceFault, LabwareError) as exc:
+            except (DeviceError, LabwareError) as exc:
+                # Kept for result(): whoever observed the end first (a status poll, the action loop),
+                # the failure reaches the caller of result() with its own type.
                 self.error = str(exc)
+                self._failure = exc if isinstance(exc, DeviceError) else DeviceFault(str(exc))
                 self._result = None
 
     def physics(self, dt: float) -> None:
@@ -178,6 +183,7 @@ class SimInstrument(InstrumentBackend):
             if self._job is not None:
                 raise NotReady(f"busy with {self._job.operation}")
             self.error = ""
+            self._failure = None
             self._result = None
             params = dict(params)
             labware_id = labware_id or (self.occupant if self.occupant != "?" else "")
@@ -205,7 +211,7 @@ class SimInstrument(InstrumentBackend):
         with self._lock:
             self._advance()
             if self.error:
-                raise DeviceFault(self.error)
+                raise self._failure or DeviceFault(self.error)
             if self._job is not None:
                 raise NotReady(f"{self._job.operation} is still running")
             return self._result or OperationResult()
@@ -246,20 +252,29 @@ class SimPlateReader(SimInstrument):
     def __init__(self, *args: Any, optics: ReaderOptics | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.optics = optics or ReaderOptics()
+        self._plate: tuple[PlateGeometry, dict[str, Liquid]] = (DEFAULT_PLATE, {})
 
     def begin(self, operation, params, labware_id):
         if not labware_id:
             raise NotReady("read_absorbance: no plate identity (nest empty and no labware given)")
         if self.liquids is None:
             raise NotReady("read_absorbance: this simulated reader has no liquid world attached")
+        # The plate stays in the reader while it reads: its contents are taken now, so the end of the
+        # read needs no service call (it may be observed from any thread, e.g. a state poll).
+        self._plate = self.liquids.contents(labware_id)
+        geometry = self._plate[0]
+        try:  # wells that do not exist on this plate are a bad request, refused before anything moves
+            params["wells"] = [geometry.canonical(w) for w in params.get("wells") or ()]
+        except WellNameError as exc:
+            raise InvalidParameters(f"parameter 'wells': {exc}") from exc
         # Filter-wheel move, then ~0.1 s per well (a photometer reading row by row).
-        n = len(params.get("wells") or ()) or 96
+        n = len(params["wells"]) or geometry.rows * geometry.cols
         return 1.5 + 0.1 * n, ((0.0, "selecting wavelength"), (1.5 / (1.5 + 0.1 * n), "reading"))
 
     def finish(self, job):
         if job.operation != "read_absorbance":
             return super().finish(job)
-        geometry, contents = self.liquids.contents(job.labware_id)
+        geometry, contents = self._plate
         wells = job.params.get("wells") or geometry.well_names
         wl = float(job.params["wavelength_nm"])
         table: dict[str, float] = {}

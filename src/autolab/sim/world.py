@@ -107,6 +107,19 @@ def build_world(workcell: Workcell, options: SimOptions | None = None) -> World:
     return _Builder(workcell, robot, opts).build()
 
 
+def nest_guides(lt: LabwareType) -> list[tuple[tuple[float, float, float], Pose]]:
+    """Four L-shaped corner guides (8 bars) around a footprint: (size, pose in the location's frame)."""
+    hl = lt.length_mm / 2000 + NEST_CLEARANCE_M
+    hw = lt.width_mm / 2000 + NEST_CLEARANCE_M
+    t, h, ln = NEST_BAR_THICKNESS_M, NEST_BAR_HEIGHT_M, NEST_BAR_LENGTH_M
+    out = []
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            out.append(((ln, t, h), Pose(sx * (hl + t - ln / 2), sy * (hw + t / 2), h / 2, 0.0)))
+            out.append(((t, ln, h), Pose(sx * (hl + t / 2), sy * (hw + t - ln / 2), h / 2, 0.0)))
+    return out
+
+
 def compile_model(xml: str, assets: dict[str, bytes]) -> mujoco.MjModel:
     import mujoco
 
@@ -225,21 +238,11 @@ class _Builder:
         )
 
     def _nest(self, loc: Location) -> None:
-        """Four L-shaped corner guides around the footprint, so a placed plate seats at the nest pose."""
-        lt = self.wc.labware_types[loc.accepts[0]]
-        hl = lt.length_mm / 2000 + NEST_CLEARANCE_M
-        hw = lt.width_mm / 2000 + NEST_CLEARANCE_M
-        t, h, ln = NEST_BAR_THICKNESS_M, NEST_BAR_HEIGHT_M, NEST_BAR_LENGTH_M
-        i = 0
-        for sx in (-1, 1):
-            for sy in (-1, 1):
-                along_x = Pose(sx * (hl + t - ln / 2), sy * (hw + t / 2), h / 2, 0.0)
-                along_y = Pose(sx * (hl + t / 2), sy * (hw + t - ln / 2), h / 2, 0.0)
-                for local, size in ((along_x, (ln, t, h)), (along_y, (t, ln, h))):
-                    self._static_box(
-                        self.worldbody, f"nest/{loc.id}/{i}", size, loc.pose.compose(local), (0.15, 0.15, 0.15, 1.0)
-                    )
-                    i += 1
+        """Locating guides around the footprint, so a placed plate seats at the nest pose."""
+        for i, (size, local) in enumerate(nest_guides(self.wc.labware_types[loc.accepts[0]])):
+            self._static_box(
+                self.worldbody, f"nest/{loc.id}/{i}", size, loc.pose.compose(local), (0.15, 0.15, 0.15, 1.0)
+            )
 
     def _conveyor(self, dev_id: str) -> None:
         dev = self.wc.devices[dev_id]

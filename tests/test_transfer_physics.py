@@ -1,0 +1,153 @@
+"""Transfers with the physics in the loop: the arm frontend and planner driving MuJoCo in-process.
+
+The same frontend, plans and sensing as the arm node, without ROS: the engine
+backend steps the simulation while the frontend waits, so these tests check
+the motion stack against physics (friction grasps, a belt that carries plates)
+quickly and deterministically. The ROS end-to-end versions are in test_arm_ros.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autolab.devices.arm import ArmController, EngineArmBackend
+from autolab.devices.conveyor import ConveyorController, ConveyorPlanner, EngineConveyorBackend
+from autolab.devices.planner import ArmModel
+from autolab.model.inventory import IN_GRIPPER, Inventory
+from autolab.model.workcell import load_workcell
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def workcell():
+    return load_workcell()
+
+
+@pytest.fixture(scope="module")
+def model(workcell) -> ArmModel:
+    return ArmModel(workcell)
+
+
+class Cell:
+    def __init__(self, workcell, model) -> None:
+        from autolab.sim.engine import CellSim
+
+        self.wc = workcell
+        self.sim = CellSim(workcell)
+        self.arm = EngineArmBackend(self.sim, tuple(model.chain.joint_names))
+        self.inventory = Inventory.from_workcell(workcell)
+        self.ctl = ArmController(model, self.arm, self.inventory, workcell, self.arm.locate,
+                                 sleep=lambda: self.arm.step(0.01))
+        dev = workcell.devices["conveyor"]
+        self.stations = {s.id: dev.pose.inverse().compose(s.pose).x for s in workcell.stations("conveyor")}
+        self.belt = EngineConveyorBackend(self.sim)
+        self.conveyor = ConveyorController(self.belt, ConveyorPlanner(self.stations, 0.25),
+                                           sleep=lambda: self.belt.step(0.01))
+        self.phases: list[str] = []
+
+    def feedback(self, phase: str, _progress: float) -> None:
+        if not self.phases or self.phases[-1] != phase:
+            self.phases.append(phase)
+
+    def transfer(self, src: str, dst: str, item: str = "", cancel=lambda: False):
+        return self.ctl.transfer(src, dst, item, cancel, self.feedback)
+
+    def pose_of(self, item: str):
+        st = self.sim.labware_status([item])[0]
+        w, x, y, z = st.quat_wxyz
+        return st.position, math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)), st.location
+
+
+@pytest.fixture
+def cell(workcell, model) -> Cell:
+    return Cell(workcell, model)
+
+
+def pose_error(cell: Cell, item: str, location: str) -> tuple[float, float]:
+    (x, y, z), yaw, _ = cell.pose_of(item)
+    p = cell.wc.locations[location].pose
+    err_mm = 1000 * math.dist((x, y, z), (p.x, p.y, p.z))
+    err_deg = abs(math.degrees(math.remainder(yaw - p.yaw, math.pi)))
+    return err_mm, err_deg
+
+
+def test_plate_goes_from_the_hotel_along_the_conveyor_into_the_reader_nest_within_2mm_and_2deg(cell):
+    out = cell.transfer("hotel1.slot1", "conveyor.in", "plate1")
+    assert out.ok, out.message
+    assert cell.phases == ["approach", "grasp", "lift", "carry", "place", "retreat"]
+    assert cell.pose_of("plate1")[2] == "conveyor.in"
+
+    move = cell.conveyor.planner.to_station("conveyor.out", cell.belt.state().presence)
+    assert move.distance == pytest.approx(0.6) and move.carrier_from == "conveyor.in"
+    start = cell.belt.state().position
+    code, msg, end = cell.conveyor.run(move, lambda: False, lambda *_: None)
+    assert code == "NONE", msg
+    cell.inventory.advance_belt(cell.stations, end - start)
+    assert cell.inventory.at("conveyor.out").id == "plate1"
+    assert cell.belt.state().presence == {"conveyor.in": False, "conveyor.out": True}
+
+    out = cell.transfer("conveyor.out", "reader1.nest", "plate1")
+    assert out.ok, out.message
+    err_mm, err_deg = pose_error(cell, "plate1", "reader1.nest")
+    assert err_mm <= 2.0 and err_deg <= 2.0, (err_mm, err_deg)
+    assert cell.inventory.at("reader1.nest").id == "plate1"
+    assert out.placed is not None and out.placed.location == "reader1.nest"
+
+
+def test_grasp_of_a_plate_that_is_not_there_is_a_grasp_failure_and_the_inventory_is_kept(cell):
+    # Someone moved plate2 by hand: the tracked inventory still has it in hotel1.slot2.
+    lw = next(lw for lw in cell.sim._labware if lw.item_id == "plate2")
+    deck = cell.wc.locations["deck.2"].pose
+    cell.sim.data.qpos[lw.qpos_adr: lw.qpos_adr + 3] = (deck.x, deck.y, deck.z + 0.001)
+    cell.sim.advance(0.2)
+    out = cell.transfer("hotel1.slot2", "sealer1.nest", "plate2")
+    assert out.code == "GRASP_FAILED", out.message
+    assert "nothing between the fingers" in out.message
+    assert cell.inventory.at("hotel1.slot2").id == "plate2"  # unchanged: the world model is not rewritten
+    assert not cell.arm.gripper().holding
+    # It rose back out of the slot with the fingers open.
+    tcp = cell.ctl.model.chain.fk(cell.arm.joint_state()[0])
+    assert tcp[2, 3] >= cell.ctl.model.safe_height - 0.01
+    assert cell.arm.gripper().opening > 0.1
+
+
+def test_occupied_destination_is_refused_before_anything_moves(cell):
+    q0 = cell.arm.joint_state()[0]
+    out = cell.transfer("hotel1.slot1", "hotel1.slot2")
+    assert out.code == "DESTINATION_OCCUPIED" and "plate2" in out.message
+    assert np.allclose(cell.arm.joint_state()[0], q0, atol=1e-3)
+
+
+def test_cancel_during_carry_decelerates_smoothly_and_keeps_the_plate(cell, model):
+    carrying = {"t": None}
+
+    def cancel() -> bool:
+        if cell.phases and cell.phases[-1] == "carry":
+            carrying["t"] = carrying["t"] or cell.sim.time
+            return cell.sim.time - carrying["t"] > 0.4
+        return False
+
+    out = cell.transfer("hotel1.slot1", "reader1.nest", "plate1", cancel=cancel)
+    assert out.code == "CANCELED"
+    q, v = cell.arm.joint_state()
+    assert np.max(np.abs(v)) < 0.02  # at rest
+    assert cell.arm.gripper().holding and cell.inventory.get("plate1").location == IN_GRIPPER
+
+
+def test_emergency_stop_mid_carry_stops_the_arm_and_ends_the_goal_with_estop(cell):
+    fired = {"t": None}
+
+    def feedback(phase: str, _p: float) -> None:
+        if phase == "carry" and fired["t"] is None and cell.sim.time > 0:
+            fired["t"] = cell.sim.time
+        if fired["t"] is not None and cell.sim.time - fired["t"] > 0.3 and not cell.ctl._estop.is_set():
+            cell.ctl.emergency_stop("e-stop latched by test: pressed")
+
+    out = cell.ctl.transfer("hotel1.slot1", "reader1.nest", "plate1", lambda: False, feedback)
+    assert out.code == "ESTOP" and "pressed" in out.message
+    cell.sim.advance(0.3)
+    assert np.max(np.abs(cell.arm.joint_state()[1])) < 0.05
