@@ -138,6 +138,8 @@ def ros_overhead(steps: int, tick_hz: float) -> list[float]:
         body = "\n".join(f"  - instrument: {{id: s{i}, device: reader1, operation: open_door}}"
                          for i in range(steps))
         goal = RunProtocol.Goal(protocol_yaml=f"autolab_protocol: 1\nname: overhead\nsteps:\n{body}\n")
+        ready = client.action_client(RunProtocol, "executive/run_protocol").server_is_ready
+        client.spin_until(ready, 120.0, "the executive node to start")
         _status, result = client.run_action(RunProtocol, "executive/run_protocol", goal, timeout=300.0)
         if result.outcome != "succeeded":
             raise RuntimeError(f"overhead run failed: {result.error_msg}")
@@ -146,8 +148,12 @@ def ros_overhead(steps: int, tick_hz: float) -> list[float]:
         client_node.destroy_node()
         node.destroy_node()
         ctx.try_shutdown()
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.send_signal(__import__("signal").SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
     return [arrivals[i + 1] - answered[i] for i in range(len(arrivals) - 1)]
 
 

@@ -189,3 +189,36 @@ def test_killed_executive_resumes_the_interrupted_run_after_restart(cell, client
         names = [s.name for s in store.steps(run_id)]
         assert names.count("open_reader") == 1  # done before the crash, not repeated
         assert store.get_run(run_id).outcome == "succeeded"
+
+
+@pytest.mark.timeout(150)
+def test_cli_run_follows_the_run_queue_explains_the_wait_and_ack_releases_it(cell, client, tmp_path, domain_id):
+    import os
+    import subprocess
+    import sys
+
+    from autolab_interfaces.msg import QueueItem
+
+    proto = tmp_path / "doors.yaml"
+    proto.write_text(DOORS)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+
+    def autolab(*args: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "autolab.cli.main", *args], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+    run = autolab("run", str(proto), "--operator", "tester")
+    try:
+        q = wait_queue(client, lambda m: any(i.status == QueueItem.STATUS_WAITING_OPERATOR and
+                                             i.protocol_name == "doors" for i in m.items), timeout=60.0)
+        run_id = next(i.run_id for i in q.items if i.status == QueueItem.STATUS_WAITING_OPERATOR)
+        out, err = autolab("queue").communicate(timeout=60)
+        assert run_id in out and "waiting_operator" in out and "waits: Look into the reader" in out, err
+        out, err = autolab("ack", run_id[:10], "--checkpoint", "look", "--note", "seen").communicate(timeout=60)
+        assert "run " + run_id in out, err
+        stdout, stderr = run.communicate(timeout=90)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
+    assert "doors: succeeded" in stdout and f"run id: {run_id}" in stdout and "data:" in stdout

@@ -269,7 +269,7 @@ def test_cancel_stops_a_running_read(cell):
     )
 
 
-def test_estop_aborts_a_running_read_and_refuses_new_ones_until_reset(cell, start_node):
+def test_estop_aborts_a_running_operation_and_refuses_new_ones_until_reset(cell, start_node):
     from autolab.nodes.qos import LATCHED
     from autolab_interfaces.action import InstrumentRun
     from autolab_interfaces.msg import SafetyState
@@ -278,16 +278,21 @@ def test_estop_aborts_a_running_read_and_refuses_new_ones_until_reset(cell, star
     client, pub = cell
     start_node("autolab.nodes.safety")
     client.wait_message(SafetyState, "/safety/state", LATCHED, timeout=20.0)
-    place(client, pub, "reader1", "plate1")
-    goal = InstrumentRun.Goal(operation="read_absorbance", parameters=[param("wavelength_nm", 500.0)])
-    handle = client.send_goal(InstrumentRun, "/reader1/run", goal)
-    client.spin_for(0.2)
-    client.call(EStop, "/safety/estop", EStop.Request(source="test", reason="hand in the reader"))
+    place(client, pub, "liquid_handler1", "plate3")
+    # 96 wells take 12 columns x 6 s of pipetting: ~4 s of wall time at time_scale 20, long enough to stop.
+    goal = InstrumentRun.Goal(
+        operation="dispense",
+        parameters=[param("reagent", "water"), param("dest_wells", "A1:H12"), param("volume_ul", 10.0)],
+    )
+    feedback = []
+    handle = client.send_goal(InstrumentRun, "/liquid_handler1/run", goal, feedback=feedback.append)
+    client.spin_until(lambda: bool(feedback), timeout=10.0, what="feedback of the running dispense")
+    client.call(EStop, "/safety/estop", EStop.Request(source="test", reason="hand in the liquid handler"))
     _status, result = client.result(handle, timeout=10.0)
-    assert result.error_code == InstrumentRun.Result.ESTOP and "hand in the reader" in result.error_msg
-    refused = run(client, "reader1", "read_absorbance", [param("wavelength_nm", 500.0), param("wells", "A1")])
+    assert result.error_code == InstrumentRun.Result.ESTOP and "hand in the liquid handler" in result.error_msg
+    refused = run(client, "liquid_handler1", "open_door")
     assert refused.error_code == InstrumentRun.Result.ESTOP
     client.call(EStop, "/safety/reset", EStop.Request(source="test"))
     client.wait_message(SafetyState, "/safety/state", LATCHED, timeout=10.0, predicate=lambda s: s.motion_allowed)
-    ok = run(client, "reader1", "read_absorbance", [param("wavelength_nm", 500.0), param("wells", "A1")])
+    ok = run(client, "liquid_handler1", "open_door")
     assert ok.error_code == 0, ok.error_msg

@@ -9,7 +9,6 @@ Without those binaries the module is skipped, saying why.
 from __future__ import annotations
 
 import glob
-import itertools
 import os
 import shutil
 import socket
@@ -24,6 +23,7 @@ import pytest
 from autolab.data.documents import RunDocuments, data_key
 from autolab.data.store import RunStore
 from test_store import (  # noqa: F401 - the shared specification, re-run here against PostgreSQL
+    test_a_plate_dispense_is_recorded_in_one_transaction_or_not_at_all,
     test_checkpoints_replace_each_other_and_interrupted_runs_are_found,
     test_commands_steps_and_operator_actions_are_recorded,
     test_concurrent_writer_threads_lose_nothing,
@@ -34,6 +34,7 @@ from test_store import (  # noqa: F401 - the shared specification, re-run here a
     test_list_runs_filters_by_time_protocol_outcome_and_sample,
     test_measurement_round_trips_with_units_step_and_labware,
     test_measurement_with_nan_is_refused_and_says_where,
+    test_names_longer_than_their_column_are_refused_on_every_database,
     test_new_run_records_protocol_software_and_workcell_provenance,
     test_numpy_data_is_stored_as_plain_json,
     test_run_ids_sort_in_creation_order,
@@ -153,13 +154,24 @@ def pg_server():
         pytest.skip(str(exc))
 
 
-_db_numbers = itertools.count(1)
+@pytest.fixture(scope="module")
+def pg_store_url(pg_server):
+    """One database for the module, created and migrated through RunStore.open."""
+    url = create_database(pg_server, "autolab_test")
+    RunStore.open(url).close()
+    return url
 
 
 @pytest.fixture
-def store(pg_server):
-    """A fresh database per test on the module's server."""
-    s = RunStore.open(create_database(pg_server, f"autolab_t{next(_db_numbers)}"))
+def store(pg_store_url):
+    """The module's database, emptied before each test (faster than a new database each time)."""
+    from sqlalchemy import text
+
+    from autolab.data.schema import metadata
+
+    s = RunStore.open(pg_store_url)
+    with s.engine.begin() as conn:
+        conn.execute(text("TRUNCATE " + ", ".join(t.name for t in metadata.sorted_tables) + " CASCADE"))
     yield s
     s.close()
 

@@ -163,3 +163,33 @@ def test_a_start_document_for_an_unknown_run_creates_the_run_and_bad_json_is_ref
     assert (run.protocol_name, run.operator) == ("remote_protocol", "carol")
     assert "bad JSON" in cell["proc"].output()
     assert cell["proc"].alive()
+
+
+@pytest.mark.timeout(90)
+def test_documents_flow_on_sim_time_even_before_any_clock_is_published(cell, start_node, client_node):
+    store, spin = cell["store"], cell["spin"]
+    seen: list[RunEvent] = []
+    client_node.create_subscription(RunEvent, "/recorder_sim/documents", seen.append, EVENTS)
+    start_node(
+        "autolab.nodes.recorder",
+        name="recorder_sim",
+        ros_args=[
+            "-r",
+            "__node:=recorder_sim",
+            "-p",
+            "use_sim_time:=true",
+            "-p",
+            f"store_url:={store.url}",
+            "-p",
+            f"data_dir:={cell['root']}",
+            "-p",
+            "topics:=['/none']",
+        ],
+    )
+    wait_for(
+        lambda: client_node.count_publishers("/recorder_sim/documents") > 0, 30, "the sim-time recorder", spin=spin
+    )
+    run_id = store.create_run("paused_sim", "steps: []", {}, "dave", "wc")
+    docs = RunDocuments(run_id, store)
+    docs.start()
+    wait_for(lambda: any(e.run_id == run_id for e in seen), 20, "the start document with no /clock", spin=spin)

@@ -34,36 +34,49 @@ steps:
 
 @pytest.fixture(scope="module")
 def finished_run(start_node, client_node, tmp_path_factory):
-    from autolab_interfaces.action import RunProtocol
-    from support.ros import wait_for
-
     from autolab.data.store import RunStore
     from autolab.nodes.sync_client import SyncClient
+    from autolab_interfaces.action import RunProtocol
+    from support.ros import wait_for
 
     data = tmp_path_factory.mktemp("recorder_e2e")
     url = f"sqlite:///{data}/runs.db"
     env = {"AUTOLAB_DATA_DIR": str(data)}
-    recorder = start_node("autolab.nodes.recorder", env=env,
-                          ros_args=["-p", f"store_url:={url}", "-p", "discovery_period_s:=0.3"])
+    recorder = start_node(
+        "autolab.nodes.recorder", env=env, ros_args=["-p", f"store_url:={url}", "-p", "discovery_period_s:=0.3"]
+    )
     for dev in ("reader1", "sealer1"):
-        start_node("autolab.nodes.instrument", name=dev, env=env,
-                   ros_args=["-r", f"__node:={dev}", "-p", "time_scale:=20.0", "-p", f"store_url:={url}"])
+        start_node(
+            "autolab.nodes.instrument",
+            name=dev,
+            env=env,
+            ros_args=["-r", f"__node:={dev}", "-p", "time_scale:=20.0", "-p", f"store_url:={url}"],
+        )
     start_node("autolab.nodes.executive", env=env, ros_args=["-p", f"store_url:={url}", "-p", "server_wait_s:=5.0"])
     client = SyncClient(client_node, client_node.executor_for_test)
     # The recorder must be listening to the cell before the run starts.
-    wait_for(lambda: client_node.count_publishers("/reader1/state") > 0
-             and client_node.count_publishers("/executive/queue") > 0
-             and client_node.count_subscribers("/reader1/state") > 0
-             and client_node.count_subscribers("/executive/queue") > 0,
-             60, "the cell's state topics and the recorder's subscriptions",
-             spin=lambda dt: client_node.executor_for_test.spin_once(timeout_sec=dt))
-    _status, result = client.run_action(RunProtocol, "executive/run_protocol",
-                                        RunProtocol.Goal(protocol_yaml=PROTOCOL, operator_name="tester"), 90.0)
+    wait_for(
+        lambda: (
+            client_node.count_publishers("/reader1/state") > 0
+            and client_node.count_publishers("/executive/queue") > 0
+            and client_node.count_subscribers("/reader1/state") > 0
+            and client_node.count_subscribers("/executive/queue") > 0
+        ),
+        60,
+        "the cell's state topics and the recorder's subscriptions",
+        spin=lambda dt: client_node.executor_for_test.spin_once(timeout_sec=dt),
+    )
+    _status, result = client.run_action(
+        RunProtocol, "executive/run_protocol", RunProtocol.Goal(protocol_yaml=PROTOCOL, operator_name="tester"), 90.0
+    )
     assert result.outcome == "succeeded", result.error_msg
     store = RunStore.open(url)
-    wait_for(lambda: any(a.kind == "mcap" for a in store.artifacts(result.run_id)), 30,
-             f"the recorder to close run {result.run_id}'s MCAP file:\n{recorder.output()[-3000:]}",
-             spin=lambda dt: client_node.executor_for_test.spin_once(timeout_sec=dt))
+    wait_for(
+        lambda: any(a.kind == "mcap" for a in store.artifacts(result.run_id)),
+        30,
+        f"the recorder to close run {result.run_id}'s MCAP file:\n{recorder.output()[-3000:]}",
+        spin=lambda dt: client_node.executor_for_test.spin_once(timeout_sec=dt),
+    )
     yield {"store": store, "run_id": result.run_id, "data": data}
     store.close()
 
@@ -88,8 +101,9 @@ def test_the_recording_holds_the_cells_topics_during_the_run(finished_run):
     topics: dict[str, int] = {}
     door_states = set()
     with open(path, "rb") as f:
-        for _schema, channel, _msg, decoded in make_reader(f, decoder_factories=[DecoderFactory()]) \
-                .iter_decoded_messages():
+        for _schema, channel, _msg, decoded in make_reader(
+            f, decoder_factories=[DecoderFactory()]
+        ).iter_decoded_messages():
             topics[channel.topic] = topics.get(channel.topic, 0) + 1
             if channel.topic == "/reader1/state":
                 door_states.add(bool(decoded.door_open))
@@ -114,7 +128,9 @@ def test_the_executive_emits_the_runs_event_documents(finished_run):
     import autolab.nodes.executive as executive
 
     if not any("RunDocuments" in inspect.getsource(m) for m in (scheduler, executive)):
-        pytest.skip("the executive does not emit event documents yet (autolab.executive never creates "
-                    "autolab.data.documents.RunDocuments)")
+        pytest.skip(
+            "the executive does not emit event documents yet (autolab.executive never creates "
+            "autolab.data.documents.RunDocuments)"
+        )
     docs = finished_run["store"].documents(finished_run["run_id"])
     assert docs and "exit_status" in docs[-1] and docs[-1]["exit_status"] == "success"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.ros, pytest.mark.timeout(170)]
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_camera_publishes_overhead_images_in_which_the_plate_markers_are_detecta
     sim = start_node("autolab.nodes.sim", ros_args=["-p", "camera_rate_hz:=2.0"], env={"MUJOCO_GL": gl_backend})
     client = SyncClient(client_node, client_node.executor_for_test)
     try:
-        img = client.wait_message(Image, "/camera/image_raw", SENSOR, timeout=90.0)
+        img = client.wait_message(Image, "/camera/image_raw", SENSOR, timeout=120.0)
         info = client.wait_message(CameraInfo, "/camera/camera_info", SENSOR, timeout=30.0)
     except Exception:
         print(sim.output()[-4000:])

@@ -325,3 +325,11 @@ def test_bad_trajectories_are_refused_with_the_reason(sim):
         sim.follow_trajectory(["elbow"], [TrajectoryPoint(1.0, [1.0])])
     with pytest.raises(TrajectoryError, match="outside its limits"):
         sim.follow_trajectory(["elbow_joint"], [TrajectoryPoint(1.0, [4.0])])
+
+
+def test_generated_model_can_be_written_out_and_loaded_from_files(tmp_path):
+    from autolab.sim.world import main
+
+    assert main([str(tmp_path)]) == 0
+    model = mujoco.MjModel.from_xml_path(str(tmp_path / "workcell.xml"))
+    assert model.body("labware/plate1").id > 0 and model.ntex >= 3

@@ -300,3 +300,28 @@ def test_a_plate_dispense_is_recorded_in_one_transaction_or_not_at_all(store):
     with pytest.raises(InvalidRecord, match="transfer 1: volume_ul"):
         store.record_lineage_many(run_id, bad)
     assert store.lineage("P2").empty
+
+
+def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    code = (
+        "import sys; from autolab.data.store import RunStore; s = RunStore.open(sys.argv[1]); "
+        "print(s.create_run('p', '', {}, '', ''))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    with RunStore.open(url) as s:
+        assert {r.id for r in s.list_runs()} == {out.strip() for out, _ in outs}
+
+
+def test_names_longer_than_their_column_are_refused_on_every_database(store):
+    run_id = _run(store)
+    with pytest.raises(InvalidRecord, match="commands.device is 150 characters long; at most 100 fit"):
+        store.record_command(run_id, "d" * 150, "move", {}, {}, 0, 0.0, 1.0)

@@ -24,9 +24,10 @@ SIM_LAUNCH = REPO / "launch" / "sim.launch.yaml"
 @pytest.fixture(scope="module")
 def up(domain_id: int, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("up") / "up.out"
+    env = ros_env(domain_id, AUTOLAB_DATA_DIR=str(out.parent / "data"))
     with out.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "autolab.cli.main", "up", "use_sim_time:=false"],
-                                env=ros_env(domain_id), stdout=sink, stderr=subprocess.STDOUT, cwd=str(REPO),
+                                env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=str(REPO),
                                 start_new_session=True)
     proc.out = out  # type: ignore[attr-defined]
     yield proc

@@ -64,7 +64,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from autolab.data import schema as t
 from autolab.data.errors import InvalidRecord, RunFinished, StoreError, UnknownRun
@@ -328,6 +328,14 @@ def _required(value: Any, where: str) -> str:
     return value
 
 
+def _check_lengths(table, values: Mapping[str, Any]) -> None:
+    """Refuse strings longer than their column on every database (SQLite would store them)."""
+    for name, value in values.items():
+        length = getattr(table.c[name].type, "length", None)
+        if length and isinstance(value, str) and len(value) > length:
+            raise InvalidRecord(f"{table.name}.{name} is {len(value)} characters long; at most {length} fit")
+
+
 def parse_sample(sample: str) -> tuple[str, str | None]:
     """'plate1:A1' -> ('plate1', 'A1'); 'plate1' -> ('plate1', None)."""
     if not sample or not sample.strip():
@@ -369,7 +377,7 @@ class RunStore:
             try:
                 engine = create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
             except Exception as exc:  # missing driver, bad options
-                raise StoreError(f"cannot use run store {parsed.render_as_string()}: {exc}") from None
+                raise StoreError(f"cannot use run store {parsed.render_as_string(hide_password=True)}: {exc}") from None
         store = cls(engine, parsed.render_as_string(hide_password=True))
         try:
             if migrate:
@@ -435,7 +443,9 @@ class RunStore:
                     yield conn
             except IntegrityError as exc:
                 raise _integrity_error(exc, run_id) from None
-            except OperationalError as exc:
+            except DataError as exc:  # e.g. a name longer than its column (PostgreSQL checks lengths)
+                raise InvalidRecord(f"record refused by the database: {exc.orig}") from None
+            except DBAPIError as exc:
                 raise StoreError(f"run store {self.url}: {exc.orig}") from None
 
     @contextmanager
@@ -443,7 +453,7 @@ class RunStore:
         with self._engine.connect() as conn:
             try:
                 yield conn
-            except OperationalError as exc:
+            except DBAPIError as exc:
                 raise StoreError(f"run store {self.url}: {exc.orig}") from None
 
     def _dialect_insert(self, table):
@@ -458,6 +468,7 @@ class RunStore:
 
     def _insert(self, table, **values) -> str:
         values.setdefault("id", new_id())
+        _check_lengths(table, values)
         with self._write(values.get("run_id")) as conn:
             conn.execute(table.insert().values(**values))
         return values["id"]
@@ -818,6 +829,8 @@ class RunStore:
                 raise InvalidRecord(f"transfer {i}: {exc}") from None
             except InvalidRecord as exc:
                 raise InvalidRecord(f"transfer {i}: {exc}") from None
+        for row in rows:
+            _check_lengths(t.lineage, row)
         if rows:
             with self._write(run_id) as conn:
                 conn.execute(t.lineage.insert(), rows)

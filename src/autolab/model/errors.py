@@ -84,3 +84,15 @@ class WellUnderflow(LabwareError):
 
 class UnknownReagent(LabwareError):
     """A reagent name that is neither known nor given with an explicit composition."""
+
+
+class ProtocolError(ModelError, ValueError):
+    """A protocol is malformed; the message is `file:line:column: reason`."""
+
+    def __init__(self, reason: str, file: str = "<protocol>", line: int = 0, column: int = 0) -> None:
+        self.reason, self.file, self.line, self.column = reason, file, line, column
+        super().__init__(f"{file}:{line}:{column}: {reason}")
+
+
+class ParameterError(ModelError, ValueError):
+    """A protocol parameter value is missing, mistyped or out of range."""

@@ -22,6 +22,9 @@ from typing import Any
 
 import yaml
 
+from autolab.model.errors import ParameterError, ProtocolError
+
+
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "protocol.schema.json"
 
@@ -35,18 +38,6 @@ RECOVERY_POLICIES = ("retry", "skip", "fail", "operator")
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
 _WELL = re.compile(r"^([A-Z]{1,2})(\d{1,3})$")
-
-
-class ProtocolError(ValueError):
-    """A protocol is malformed; the message is `file:line:column: reason`."""
-
-    def __init__(self, reason: str, file: str = "<protocol>", line: int = 0, column: int = 0) -> None:
-        self.reason, self.file, self.line, self.column = reason, file, line, column
-        super().__init__(f"{file}:{line}:{column}: {reason}")
-
-
-class ParameterError(ValueError):
-    """A parameter value given at submission is missing, mistyped or out of range."""
 
 
 # --------------------------------------------------------------------------- AST

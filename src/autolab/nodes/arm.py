@@ -323,7 +323,8 @@ class ArmNode(Node):
         self.inventory = Inventory.from_workcell(self.workcell)
         self.controller = ArmController(self.model, self.backend, self.inventory, self.workcell, sensor,
                                         Tolerances(place_mm=p["place_tolerance_mm"],
-                                                   place_deg=p["place_tolerance_deg"]))
+                                                   place_deg=p["place_tolerance_deg"]),
+                                        log=self.get_logger().debug)
         self._busy = threading.Lock()
         self._active = ""
         self._goal_id = ""

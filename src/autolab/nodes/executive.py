@@ -86,6 +86,7 @@ class RosHandle:
                 self._fail("CANCELED", "canceled before it was sent")
             elif self._client.server_is_ready():
                 self._send = self._client.send_goal_async(self._goal)
+                self._send.add_done_callback(lambda _f: self._b.poke())  # ask for the result at once
             elif self._b.now() > self._deadline:
                 self._fail("UNAVAILABLE", f"no action server {self._client._action_name} "
                                           f"within {self._b.server_wait_s:g} s")
@@ -127,6 +128,7 @@ class RosDevices:
         self._states: dict[str, DeviceState] = {}
         self._subs: dict[str, Any] = {}
         self._ours: dict[str, int] = {}
+        self._unsent: list[RosHandle] = []
         self.on_result = None
 
     def now(self) -> float:
@@ -146,7 +148,7 @@ class RosDevices:
         """Busy with a goal this executive did not send (e.g. one sent before a restart)."""
         st = self._states.get(device)
         if st is not None and st.state == DeviceState.STATE_BUSY and not self._ours.get(device):
-            return f"{device} is busy with {st.active_operation or 'a goal'} it got before this executive started"
+            return f"{device} is busy with {st.active_operation or 'a goal'} that this executive is not following"
         return None
 
     def poke(self) -> None:
@@ -167,7 +169,15 @@ class RosDevices:
                                       run_id=call.run_id, step_id=call.step_id,
                                       parameters=[param_msg(k, v) for k, v in call.parameters.items()])
         self._ours[call.device] = self._ours.get(call.device, 0) + 1
-        return RosHandle(self, client, goal, call)
+        handle = RosHandle(self, client, goal, call)
+        self._unsent.append(handle)
+        return handle
+
+    def flush(self) -> None:
+        """Send the goals created in this tick, now that the tick's checkpoint is written."""
+        unsent, self._unsent = self._unsent, []
+        for handle in unsent:
+            handle.done()
 
     def convert(self, call: DeviceCall, res: Any, status: int = GoalStatus.STATUS_SUCCEEDED) -> DeviceResult:
         codes = _TRANSFER_CODES if call.kind == "transfer" else _INSTRUMENT_CODES
@@ -355,7 +365,8 @@ class ExecutiveNode(Node):
                 run = self.core.runs[run_id]
                 if not run.done and any(gh.is_cancel_requested for gh, _f in waiters):
                     self.core.abort(run_id, "the RunProtocol goal was canceled", canceled=True)
-            self.core.tick()
+            self.core.tick()  # writes the checkpoints of what changed, then:
+            self.devices.flush()
             for run_id, waiters in list(self._waiters.items()):
                 run = self.core.runs[run_id]
                 fb = RunProtocol.Feedback(run_id=run_id, state=run.status if not run.done else "running",

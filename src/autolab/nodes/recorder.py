@@ -11,8 +11,9 @@ MCAP trigger. A run's recording starts at its start document or when
 `/executive/queue` shows it RUNNING, whichever comes first, and ends at its stop
 document or when the queue shows it finished. Its file is
 `<data dir>/runs/<run_id>/<run_id>.mcap`, registered in the store as an
-artifact of kind `mcap`. Topics come from the `topics` parameter (fully
-qualified names, `*` wildcards, matched against the graph every second);
+artifact of kind `mcap`. Topics come from the `topics` parameter (names with `*`
+wildcards, relative ones resolved in the node's namespace, matched against the
+graph every second);
 `rate_limits` entries `pattern:hz` thin out bulky streams such as images. The
 latest message of each topic is kept, so a recording begins with the current
 state of every latched topic.
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -41,18 +43,24 @@ from autolab.nodes.qos import EVENTS, LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab_interfaces.msg import QueueItem, QueueState, RunEvent
 
+# Relative patterns resolve against the node's namespace, so a namespaced cell records its own topics.
 DEFAULT_TOPICS = [
-    "/joint_states",
-    "/*/state",
-    "/executive/queue",
-    "/executive/tree",
-    "/camera/image_raw",
-    "/camera/camera_info",
-    "/sim/*",
+    "joint_states",
+    "*/state",
+    "*/arm_state",
+    "*/conveyor_state",
+    "inventory",
+    "executive/queue",
+    "executive/tree",
+    "vision/detections",
+    "camera/image_raw",
+    "camera/camera_info",
+    "sim/*",
+    "robot_description",
     "/tf",
     "/tf_static",
 ]
-DEFAULT_RATES = ["/camera/image_raw:2.0", "/camera/camera_info:2.0"]
+DEFAULT_RATES = ["camera/image_raw:2.0", "camera/camera_info:2.0"]
 FINISHED = {QueueItem.STATUS_SUCCEEDED, QueueItem.STATUS_FAILED, QueueItem.STATUS_ABORTED}
 
 
@@ -101,10 +109,13 @@ class RecorderNode(Node):
         self.declare_parameter("poll_period_s", 0.05)
         self.declare_parameter("discovery_period_s", 1.0)
         try:
-            self._rates = parse_rate_limits(list(self.get_parameter("rate_limits").value))
+            self._rates = [
+                (self._resolve(p), hz) for p, hz in parse_rate_limits(list(self.get_parameter("rate_limits").value))
+            ]
         except ValueError as exc:
             raise StartupError("recorder", str(exc)) from None
-        self._patterns = [p for p in self.get_parameter("topics").value if p]
+        self._patterns = [self._resolve(p) for p in self.get_parameter("topics").value if p]
+        self._own_prefix = self.get_fully_qualified_name() + "/"
         poll = float(self.get_parameter("poll_period_s").value)
         discovery = float(self.get_parameter("discovery_period_s").value)
         if poll <= 0 or discovery <= 0:
@@ -127,9 +138,17 @@ class RecorderNode(Node):
         self._pub = self.create_publisher(RunEvent, "~/documents", EVENTS)
         self.create_subscription(RunEvent, "~/ingest", self._on_ingest, EVENTS, callback_group=store_group)
         self.create_subscription(QueueState, "executive/queue", self._on_queue, LATCHED)
-        self.create_timer(poll, self._tail_store, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(discovery, self._discover, callback_group=MutuallyExclusiveCallbackGroup())
+        # Wall-clock timers: documents must flow even while a simulation is paused or faster than life.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(poll, self._tail_store, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
+        self.create_timer(discovery, self._discover, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         self.get_logger().info(f"recording runs to {self._data_dir / 'runs'}; store {self.store.url}")
+
+    def _resolve(self, pattern: str) -> str:
+        """'joint_states' -> '/joint_states' at the root, '/cell1/joint_states' under /cell1."""
+        if pattern.startswith("/"):
+            return pattern
+        return f"{self.get_namespace().rstrip('/')}/{pattern}"
 
     # -- documents ------------------------------------------------------------------------------
     def _on_ingest(self, msg: RunEvent) -> None:
@@ -233,7 +252,7 @@ class RecorderNode(Node):
 
     def _discover(self) -> None:
         for topic, types in self.get_topic_names_and_types():
-            if topic in self._subs or not types or topic.startswith("/recorder/"):
+            if topic in self._subs or not types or topic.startswith(self._own_prefix):
                 continue
             if not any(fnmatch.fnmatchcase(topic, p) for p in self._patterns):
                 continue

@@ -172,6 +172,9 @@ class CellSim:
     def step(self, n: int = 1) -> None:
         """Advance `n` physics steps, running the controllers before each."""
         with self.lock:
+            if self._traj is None and self._belt_target is None:
+                mujoco.mj_step(self.model, self.data, nstep=n)  # nothing to control: setpoints are constant
+                return
             for _ in range(n):
                 self._control()
                 mujoco.mj_step(self.model, self.data)

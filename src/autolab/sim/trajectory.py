@@ -9,6 +9,7 @@ last point the trajectory holds it.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ class TrajectoryPlayer:
             acc.insert(0, np.zeros(n))
         self.mode = "quintic" if has_acc else "cubic" if has_vel else "linear"
         self._t = np.array(times)
+        self._times = list(times)  # bisect on a list beats numpy for a handful of points
         self._p = np.array(pos)
         self._v = np.array(vel)
         self._a = np.array(acc)
@@ -102,7 +104,7 @@ class TrajectoryPlayer:
             return self._p[0].copy(), (self._v[0].copy() if self.mode != "linear" else np.zeros(len(self.joint_names)))
         if t >= self._t[-1]:
             return self._p[-1].copy(), np.zeros(len(self.joint_names))
-        k = int(np.searchsorted(self._t, t, side="right")) - 1
+        k = bisect.bisect_right(self._times, t) - 1
         t0, t1 = self._t[k], self._t[k + 1]
         h = t1 - t0
         s = t - t0

@@ -509,3 +509,30 @@ class _Builder:
             mass="0",
             group="2",
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the generated MJCF and its textures to a folder, e.g. to open it in MuJoCo's viewer."""
+    import argparse
+    from pathlib import Path
+
+    from autolab.model.workcell import load_workcell
+
+    ap = argparse.ArgumentParser(prog="python -m autolab.sim.world", description=main.__doc__)
+    ap.add_argument("output", help="folder to write workcell.xml and the marker textures into")
+    ap.add_argument("--workcell", help="workcell description (default: config/workcell.yaml)")
+    args = ap.parse_args(argv)
+    world = build_world(load_workcell(args.workcell))
+    world.model  # noqa: B018 - compile, so a broken model fails here rather than in the viewer
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "workcell.xml").write_text(world.xml)
+    for name, data in world.assets.items():
+        (out / name).write_bytes(data)
+    print(f"wrote {out / 'workcell.xml'} ({len(world.assets)} textures); view: python -m mujoco.viewer "
+          f"--mjcf={out / 'workcell.xml'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
