@@ -44,7 +44,7 @@ def _timed(fn, n: int) -> np.ndarray:
 def _row(name: str, ms: np.ndarray, base: float | None) -> str:
     p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
     ratio = f"{p50 / base:6.2f}x" if base else "  1.00x"
-    return f"  {name:<44} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   {ratio}"
+    return f"  {name:<48} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   {ratio}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,12 +27,22 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(420)]
 RTF = "4.0"  # the sim runs faster than real time; every node follows its clock
 
 
+PROCS: dict = {}
+
+
+def logs() -> str:
+    """The last lines each node printed, to explain a failure."""
+    for name, proc in PROCS.items():
+        open(f"/tmp/mot/{name}.full.log", "w").write(proc.output())
+    return "".join(f"\n--- {name}:\n{proc.output()[-2500:]}" for name, proc in PROCS.items())
+
+
 def start_cell(start_node, client_node) -> SyncClient:
     """safety, sim, arm and conveyor in four processes; returns a client once the arm is on line."""
-    start_node("autolab.nodes.safety")
-    start_node("autolab.nodes.sim", ros_args=["-p", f"real_time_factor:={RTF}"])
-    start_node("autolab.nodes.arm", ros_args=["-p", "use_sim_time:=true"])
-    start_node("autolab.nodes.conveyor", ros_args=["-p", "use_sim_time:=true"])
+    PROCS["safety"] = start_node("autolab.nodes.safety")
+    PROCS["sim"] = start_node("autolab.nodes.sim", ros_args=["-p", f"real_time_factor:={RTF}"])
+    PROCS["arm"] = start_node("autolab.nodes.arm", ros_args=["-p", "use_sim_time:=true", "--log-level", "arm:=debug"])
+    PROCS["conveyor"] = start_node("autolab.nodes.conveyor", ros_args=["-p", "use_sim_time:=true"])
     sc = SyncClient(client_node, client_node.executor_for_test)
     sc.wait_message(DeviceState, "/arm/state", LATCHED, 150,
                     lambda m: m.state == DeviceState.STATE_IDLE)
@@ -86,18 +96,18 @@ def test_goals_that_collide_or_make_no_sense_are_refused_with_typed_errors(cell)
 def test_plate_goes_from_the_hotel_along_the_conveyor_into_the_reader_nest_within_2mm_and_2deg(cell):
     phases: list[str] = []
     r = transfer(cell, "hotel1.slot1", "conveyor.in", "plate1", phases)
-    assert r.error_code == Transfer.Result.NONE, r.error_msg
+    assert r.error_code == Transfer.Result.NONE, r.error_msg + logs()
     assert phases == ["approach", "grasp", "lift", "carry", "place", "retreat"]
 
     feedback = []
     g = ConveyorMove.Goal(mode=ConveyorMove.Goal.MODE_TO_STATION, station="conveyor.out")
     status, c = cell.run_action(ConveyorMove, "/conveyor/move", g, timeout=60, feedback=feedback.append)
-    assert c.error_code == ConveyorMove.Result.NONE, c.error_msg
+    assert c.error_code == ConveyorMove.Result.NONE, c.error_msg + logs()
     assert c.station == "conveyor.out" and feedback and feedback[-1].progress > 0.9
     assert inventory(cell, lambda m: any(i.location.id == "conveyor.out" for i in m.items))["plate1"] == "conveyor.out"
 
     r = transfer(cell, "conveyor.out", "reader1.nest", "plate1")
-    assert r.error_code == Transfer.Result.NONE, r.error_msg
+    assert r.error_code == Transfer.Result.NONE, r.error_msg + logs()
 
     truth = cell.call(GetLabwarePoses, "/sim/get_labware_poses", GetLabwarePoses.Request(ids=["plate1"]))
     assert truth.success and len(truth.items) == 1

@@ -222,3 +222,29 @@ def test_cli_run_follows_the_run_queue_explains_the_wait_and_ack_releases_it(cel
             run.kill()
     assert run.returncode == 0, stderr
     assert "doors: succeeded" in stdout and f"run id: {run_id}" in stdout and "data:" in stdout
+
+
+@pytest.mark.timeout(120)
+def test_submitted_run_can_be_paused_resumed_and_aborted_through_the_services(cell, client):
+    from autolab_interfaces.msg import QueueItem
+    from autolab_interfaces.srv import RunCommand, SubmitRun
+
+    res = client.call(SubmitRun, "executive/submit", SubmitRun.Request(protocol_yaml=LONG_WAIT, priority=3), 20.0)
+    assert res.success, res.message
+    run_id = res.run_id
+
+    def status_is(status):
+        return lambda m: any(i.run_id == run_id and i.status == status for i in m.items)
+
+    item = next(i for i in wait_queue(client, lambda m: any(
+        i.run_id == run_id and i.active_step == "idle" for i in m.items)).items if i.run_id == run_id)
+    assert item.priority == 3 and 0 < item.eta_s <= 600
+    for service, status in (("pause", QueueItem.STATUS_PAUSED), ("resume", QueueItem.STATUS_RUNNING),
+                            ("abort", QueueItem.STATUS_ABORTED)):
+        reply = client.call(RunCommand, f"executive/{service}", RunCommand.Request(run_id=run_id, note="test"), 10.0)
+        assert reply.success, reply.message
+        wait_queue(client, status_is(status))
+    again = client.call(RunCommand, "executive/resume", RunCommand.Request(run_id=run_id), 10.0)
+    assert not again.success and "not paused" in again.message
+    refused = client.call(SubmitRun, "executive/submit", SubmitRun.Request(protocol_yaml="name: x\n"), 10.0)
+    assert not refused.success and refused.message.startswith("INVALID_PROTOCOL")

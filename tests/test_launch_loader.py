@@ -67,6 +67,21 @@ def test_boolean_substitutions_follow_launch_truth_values():
         ev.evaluate("$(not maybe)")
 
 
+def test_find_pkg_share_reads_the_ament_index_on_the_prefix_path(tmp_path, monkeypatch):
+    prefix = tmp_path / "prefix"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "cell_extras").write_text("")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{prefix}:{tmp_path / 'other'}")
+    ev = Evaluator({}, None)
+    assert ev.evaluate("$(find-pkg-share cell_extras)/launch") == f"{prefix}/share/cell_extras/launch"
+    with pytest.raises(SubstitutionError, match="package 'nowhere' not found"):
+        ev.evaluate("$(find-pkg-share nowhere)")
+
+
+def test_find_pkg_share_of_autolab_is_the_package_share_dir():
+    assert Evaluator({}, None).evaluate("$(find-pkg-share autolab)") == str(share_dir())
+
+
 def test_malformed_substitutions_are_reported():
     with pytest.raises(SubstitutionError, match="unterminated"):
         parse("$(var x")

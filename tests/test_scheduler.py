@@ -112,3 +112,32 @@ def test_parallel_branches_of_one_protocol_share_the_cell_safely():
     assert cell.labware_at["plate1"] == "hotel1.slot1" and cell.labware_at["plate2"] == "hotel1.slot2"
     arm = [(s, e) for s, e, c in cell.log if c.device == "arm"]
     assert not overlaps(arm)
+
+
+def test_plates_crossing_in_opposite_orders_are_reported_as_a_deadlock():
+    from autolab.model.protocol import parse_protocol
+
+    def route(plate: str, home: str, first: str, second: str):
+        return parse_protocol(f"""
+autolab_protocol: 1
+name: route_{plate}
+steps:
+  - transfer: {{id: in, labware: {plate}, source: {home}, destination: {first}}}
+  - wait: {{id: dwell, seconds: 30}}
+  - transfer: {{id: across, labware: {plate}, destination: {second}}}
+  - transfer: {{id: home, labware: {plate}, destination: {home}}}
+""")
+
+    ex, _cell, clock = make()
+    a = ex.submit(route("plate1", "hotel1.slot1", "reader1.nest", "sealer1.nest"))
+    b = ex.submit(route("plate2", "hotel1.slot2", "sealer1.nest", "reader1.nest"))
+    ex.run_until_done(limit_s=600)
+    assert not a.done and not b.done
+    assert sorted(map(sorted, ex.deadlocks())) == [sorted([a.run_id, b.run_id])]
+    for item in ex.queue():
+        assert any(w["waiting_for"] == "deadlock" and "move one plate" in w["message"] for w in item["waiting"])
+    ex.abort(b.run_id)  # an operator takes plate2 out of the way (the abort frees its reservations)
+    ex.tracker.moved("plate2", "deck.1")
+    _cell.labware_at["plate2"] = "deck.1"
+    ex.run_until_done()
+    assert a.status == "succeeded" and not ex.deadlocks()

@@ -168,6 +168,40 @@ class Executive:
                 else:
                     run.status = ("paused" if run.ctx.paused and not run.ctx.active else
                                   "waiting_operator" if run.ctx.acks_pending else "running")
+                run.ctx.waits.pop("(deadlock)", None)
+            self._explain_deadlocks()
+
+    def deadlocks(self) -> list[list[str]]:
+        """Cycles of runs each waiting for what the next one holds or occupies (run ids, in order).
+
+        Step reservations alone cannot deadlock (all-or-nothing), but plates do: two runs that route
+        their plates through the same nests in opposite orders, with no free place to go, each wait
+        for the other's plate to leave. Nothing can break that but a person moving a plate, so it is
+        reported in the runs' wait explanations rather than left as an endless wait.
+        """
+        edges = {r.run_id: {w.held_by for w in r.ctx.waits.values() if w.held_by and w.held_by != r.run_id}
+                 for r in self.runs.values() if not r.done}
+        cycles: list[list[str]] = []
+        seen: set[str] = set()
+        for start in edges:
+            path, node = [], start
+            while node in edges and node not in path and node not in seen:
+                path.append(node)
+                node = next(iter(sorted(edges[node])), None)
+            if node in path:
+                cycle = path[path.index(node):]
+                if not any(set(cycle) == set(c) for c in cycles):
+                    cycles.append(cycle)
+            seen |= set(path)
+        return cycles
+
+    def _explain_deadlocks(self) -> None:
+        for cycle in self.deadlocks():
+            for run_id in cycle:
+                run = self.runs[run_id]
+                run.ctx.waits["(deadlock)"] = Wait(
+                    "", "deadlock", "", f"deadlock: runs {' -> '.join(cycle + cycle[:1])} each wait for the "
+                    "next one's plate to leave a nest; move one plate to a free location (or abort a run)")
 
     def run_until_done(self, limit_s: float = 1e7, max_ticks: int = 1_000_000) -> None:
         """Drive a simulated clock from event to event until no run can progress."""

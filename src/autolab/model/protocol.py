@@ -24,7 +24,6 @@ import yaml
 
 from autolab.model.errors import ParameterError, ProtocolError
 
-
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "protocol.schema.json"
 

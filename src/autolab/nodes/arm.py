@@ -338,10 +338,10 @@ class ArmNode(Node):
         self._inventory_pub = self.create_publisher(LabwarePoseArray, "inventory", LATCHED)
         self.safety = SafetyWatch(self, on_stop=self._on_safety_stop, require_safety=p["require_safety"])
         group = ReentrantCallbackGroup()
-        self._move_server = ActionServer(self, MoveArm, "~/move", execute_callback=self._execute_move,
+        self._move_server = ActionServer(self, MoveArm, "~/move", execute_callback=lambda h: self._guarded(h, self._execute_move, MoveArm),
                                          goal_callback=lambda _g: GoalResponse.ACCEPT,
                                          cancel_callback=lambda _g: CancelResponse.ACCEPT, callback_group=group)
-        self._transfer_server = ActionServer(self, Transfer, "~/transfer", execute_callback=self._execute_transfer,
+        self._transfer_server = ActionServer(self, Transfer, "~/transfer", execute_callback=lambda h: self._guarded(h, self._execute_transfer, Transfer),
                                              goal_callback=lambda _g: GoalResponse.ACCEPT,
                                              cancel_callback=lambda _g: CancelResponse.ACCEPT, callback_group=group)
         for conveyor in self._belt:
@@ -419,6 +419,20 @@ class ArmNode(Node):
         else:
             handle.abort()
         self._publish_status()
+
+    def _guarded(self, handle, execute, action):
+        """Run an execute callback; a bug ends the goal with BACKEND_FAILURE and frees the arm for the next."""
+        goal_id = bytes(handle.goal_id.uuid).hex()
+        try:
+            return execute(handle)
+        except Exception as exc:
+            self.get_logger().error(f"goal {goal_id} failed unexpectedly: {exc!r}")
+            if self._goal_id == goal_id:
+                self._active = self._goal_id = ""
+                self._busy.release()
+            if handle.is_active:
+                handle.abort()
+            return action.Result(error_code=action.Result.BACKEND_FAILURE, error_msg=f"internal error: {exc!r}")
 
     def _execute_move(self, handle) -> MoveArm.Result:
         goal: MoveArm.Goal = handle.request
@@ -501,8 +515,11 @@ class ArmNode(Node):
             result.placed.pose.header.frame_id = "world"
             fill_pose(result.placed.pose.pose, transform((s.x, s.y, s.z), (0, 0, s.yaw)))
             result.placed.confidence = 1.0
-        level = self.get_logger().info if outcome.ok else self.get_logger().warning
-        level(f"transfer {goal.source.id} -> {goal.destination.id}: {outcome.code}: {outcome.message}")
+        line = f"transfer {goal.source.id} -> {goal.destination.id}: {outcome.code}: {outcome.message}"
+        if outcome.ok:  # one call site per severity: rclpy refuses to change a call site's severity
+            self.get_logger().info(line)
+        else:
+            self.get_logger().warning(line)
         self._end_goal(handle, outcome, result.error_code)
         return result
 
@@ -522,7 +539,7 @@ class ArmNode(Node):
         if last is not None:
             moved = self.inventory.advance_belt(stations, msg.position_m - last)
             if moved:
-                self.get_logger().info(f"{conveyor} moved {msg.position_m - last:+.3f} m carrying {moved}")
+                self.get_logger().debug(f"{conveyor} moved {msg.position_m - last:+.3f} m carrying {moved}")
 
     def _adopt_spawned(self) -> None:
         """Labware spawned in the simulation (sim/spawn_labware) joins the tracked inventory."""

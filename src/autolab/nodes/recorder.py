@@ -18,8 +18,13 @@ graph every second);
 latest message of each topic is kept, so a recording begins with the current
 state of every latched topic.
 
+Shared stores. With `runs:=cell` (for a PostgreSQL store shared by many
+workcells) the node streams and records only the runs its own executive queue
+shows or whose documents came in on its own ingest topic; the default `all`
+suits a store that belongs to one cell.
+
 Parameters: store_url (default: the default store), data_dir, topics,
-rate_limits, poll_period_s, discovery_period_s.
+rate_limits, runs, poll_period_s, discovery_period_s.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ DEFAULT_TOPICS = [
     "/tf_static",
 ]
 DEFAULT_RATES = ["camera/image_raw:2.0", "camera/camera_info:2.0"]
+HOLD_S = 30.0  # how long a document of a run not (yet) known to this cell waits, with runs:=cell
 FINISHED = {QueueItem.STATUS_SUCCEEDED, QueueItem.STATUS_FAILED, QueueItem.STATUS_ABORTED}
 
 
@@ -108,6 +114,7 @@ class RecorderNode(Node):
         self.declare_parameter("rate_limits", DEFAULT_RATES)
         self.declare_parameter("poll_period_s", 0.05)
         self.declare_parameter("discovery_period_s", 1.0)
+        self.declare_parameter("runs", "all")
         try:
             self._rates = [
                 (self._resolve(p), hz) for p, hz in parse_rate_limits(list(self.get_parameter("rate_limits").value))
@@ -126,6 +133,14 @@ class RecorderNode(Node):
             raise StartupError("recorder", f"parameter store_url: {exc}") from None
         self._data_dir = Path(self.get_parameter("data_dir").value or data_dir())
 
+        runs = self.get_parameter("runs").value
+        if runs not in ("all", "cell"):
+            raise StartupError("recorder", f"parameter runs must be 'all' or 'cell', not '{runs}'")
+        # "cell": on a store shared by many workcells, only runs this cell's executive queue shows
+        # (or documents ingested here) are streamed and recorded; others' are held, then dropped.
+        self._cell_only = runs == "cell"
+        self._mine: set[str] = set()
+        self._held: dict[str, tuple[float, list]] = {}
         self._lock = threading.RLock()
         self._recordings: dict[str, McapRunRecorder] = {}
         self._ended: set[str] = set()
@@ -152,6 +167,8 @@ class RecorderNode(Node):
 
     # -- documents ------------------------------------------------------------------------------
     def _on_ingest(self, msg: RunEvent) -> None:
+        with self._lock:
+            self._mine.add(msg.run_id)
         try:
             doc = json.loads(msg.json)
             if not isinstance(doc, dict):
@@ -187,18 +204,32 @@ class RecorderNode(Node):
         except DataError as exc:
             self.get_logger().error(f"cannot read documents from the store: {exc}", throttle_duration_sec=10.0)
             return
-        for d in docs:
-            self._last_seq = d.seq
-            msg = RunEvent(
-                run_id=d.run_id, doc_type=d.doc_type, uid=d.uid, json=json.dumps(d.body, separators=(",", ":"))
-            )
-            self._pub.publish(msg)
-            if d.doc_type == "start":
-                self._begin(d.run_id)
-            elif d.doc_type == "stop":
-                self._end(d.run_id)
+        ready = []
+        with self._lock:
+            for d in docs:
+                self._last_seq = d.seq
+                if self._cell_only and d.run_id not in self._mine:
+                    self._held.setdefault(d.run_id, (time.monotonic(), []))[1].append(d)
+                else:
+                    ready.append(d)
+            for run_id in [r for r in self._held if r in self._mine]:
+                ready = self._held.pop(run_id)[1] + ready  # held ones are older
+            for run_id in [r for r, (t0, _) in self._held.items() if time.monotonic() - t0 > HOLD_S]:
+                del self._held[run_id]  # another cell's run on a shared store
+        for d in sorted(ready, key=lambda d: d.seq):
+            self._publish_document(d)
+
+    def _publish_document(self, d) -> None:
+        msg = RunEvent(run_id=d.run_id, doc_type=d.doc_type, uid=d.uid, json=json.dumps(d.body, separators=(",", ":")))
+        self._pub.publish(msg)
+        if d.doc_type == "start":
+            self._begin(d.run_id)
+        elif d.doc_type == "stop":
+            self._end(d.run_id)
 
     def _on_queue(self, msg: QueueState) -> None:
+        with self._lock:
+            self._mine.update(item.run_id for item in msg.items if item.run_id)
         for item in msg.items:
             if not item.run_id:
                 continue

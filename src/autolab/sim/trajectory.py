@@ -81,6 +81,8 @@ class TrajectoryPlayer:
         self._p = np.array(pos)
         self._v = np.array(vel)
         self._a = np.array(acc)
+        self._coef = self._coefficients()
+        self._exponents = np.arange(6, dtype=float)
 
     @property
     def duration(self) -> float:
@@ -98,28 +100,36 @@ class TrajectoryPlayer:
         return now - self.start_time >= self.duration
 
     def sample(self, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """Reference positions and velocities at `now`."""
+        """Reference positions and velocities at `now` (Horner on per-segment coefficients)."""
         t = now - self.start_time
         if t <= 0:
             return self._p[0].copy(), (self._v[0].copy() if self.mode != "linear" else np.zeros(len(self.joint_names)))
-        if t >= self._t[-1]:
+        if t >= self._times[-1]:
             return self._p[-1].copy(), np.zeros(len(self.joint_names))
         k = bisect.bisect_right(self._times, t) - 1
-        t0, t1 = self._t[k], self._t[k + 1]
-        h = t1 - t0
-        s = t - t0
-        p0, p1 = self._p[k], self._p[k + 1]
-        if self.mode == "linear":
-            return p0 + (p1 - p0) * (s / h), (p1 - p0) / h
-        v0, v1 = self._v[k], self._v[k + 1]
-        if self.mode == "cubic":
-            a2 = (3 * (p1 - p0) - (2 * v0 + v1) * h) / h**2
-            a3 = (2 * (p0 - p1) + (v0 + v1) * h) / h**3
-            return p0 + v0 * s + a2 * s**2 + a3 * s**3, v0 + 2 * a2 * s + 3 * a3 * s**2
-        c0, c1 = self._a[k], self._a[k + 1]
-        a3 = (20 * (p1 - p0) - (8 * v1 + 12 * v0) * h - (3 * c0 - c1) * h**2) / (2 * h**3)
-        a4 = (30 * (p0 - p1) + (14 * v1 + 16 * v0) * h + (3 * c0 - 2 * c1) * h**2) / (2 * h**4)
-        a5 = (12 * (p1 - p0) - (6 * v1 + 6 * v0) * h - (c0 - c1) * h**2) / (2 * h**5)
-        q = p0 + v0 * s + c0 / 2 * s**2 + a3 * s**3 + a4 * s**4 + a5 * s**5
-        qd = v0 + c0 * s + 3 * a3 * s**2 + 4 * a4 * s**3 + 5 * a5 * s**4
-        return q, qd
+        s = t - self._times[k]
+        c = self._coef[k]  # row i multiplies s**i
+        powers = s ** self._exponents[: len(c)]  # 1, s, s**2, ...
+        return powers @ c, (self._exponents[1 : len(c)] * powers[: len(c) - 1]) @ c[1:]
+
+    def _coefficients(self) -> list[np.ndarray]:
+        """Polynomial coefficients per segment, computed once: (degree + 1) x joints."""
+        out = []
+        for k in range(len(self._times) - 1):
+            h = self._times[k + 1] - self._times[k]
+            p0, p1 = self._p[k], self._p[k + 1]
+            if self.mode == "linear":
+                out.append(np.array([p0, (p1 - p0) / h]))
+                continue
+            v0, v1 = self._v[k], self._v[k + 1]
+            if self.mode == "cubic":
+                a2 = (3 * (p1 - p0) - (2 * v0 + v1) * h) / h**2
+                a3 = (2 * (p0 - p1) + (v0 + v1) * h) / h**3
+                out.append(np.array([p0, v0, a2, a3]))
+                continue
+            c0, c1 = self._a[k], self._a[k + 1]
+            a3 = (20 * (p1 - p0) - (8 * v1 + 12 * v0) * h - (3 * c0 - c1) * h**2) / (2 * h**3)
+            a4 = (30 * (p0 - p1) + (14 * v1 + 16 * v0) * h + (3 * c0 - 2 * c1) * h**2) / (2 * h**4)
+            a5 = (12 * (p1 - p0) - (6 * v1 + 6 * v0) * h - (c0 - c1) * h**2) / (2 * h**5)
+            out.append(np.array([p0, v0, c0 / 2, a3, a4, a5]))
+        return out

@@ -529,8 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "workcell.xml").write_text(world.xml)
     for name, data in world.assets.items():
         (out / name).write_bytes(data)
-    print(f"wrote {out / 'workcell.xml'} ({len(world.assets)} textures); view: python -m mujoco.viewer "
-          f"--mjcf={out / 'workcell.xml'}")
+    print(
+        f"wrote {out / 'workcell.xml'} ({len(world.assets)} textures); view: python -m mujoco.viewer "
+        f"--mjcf={out / 'workcell.xml'}"
+    )
     return 0
 
 
