@@ -42,7 +42,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"autolab": ["**/*.json", "**/*.yaml", "**/*.html", "**/*.js", "**/*.css", "**/*.xml"]},
+    package_data={"autolab": ["**/*.json", "**/*.yaml", "**/*.html", "**/*.js", "**/*.css", "**/*.xml", "**/*.mako", "**/*.ini"]},
     data_files=data_files,
     install_requires=["setuptools"],
     zip_safe=False,

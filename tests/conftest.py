@@ -17,14 +17,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.ros import NodeProcess, ros_env
 
-_DOMAIN_BASE = int(os.environ.get("AUTOLAB_TEST_DOMAIN_BASE", "100"))
+# Domain ids 1..232 are valid with the default port mapping. A session takes a band of
+# _BAND ids, chosen from its pid unless AUTOLAB_TEST_DOMAIN_BASE says, so that two test
+# sessions running at once on one machine (developers, not CI) rarely share a domain.
+# Within a session, modules run one after another, so reusing an id after wrapping is safe.
+_BAND = 50
+_DOMAIN_BASE = int(os.environ.get("AUTOLAB_TEST_DOMAIN_BASE", str(10 + (os.getpid() % 4) * _BAND)))
 _domains: dict[str, int] = {}
 
 
 def _domain_for(module_name: str) -> int:
     if module_name not in _domains:
-        # Domain ids 0..232 are valid with the default port mapping; wrap within 100..199.
-        _domains[module_name] = _DOMAIN_BASE + (len(_domains) % 100)
+        _domains[module_name] = _DOMAIN_BASE + (len(_domains) % _BAND)
     return _domains[module_name]
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from autolab_interfaces.action import ConveyorMove, MoveArm, Transfer
-from autolab_interfaces.msg import DeviceState, LabwarePoseArray
-from autolab_interfaces.srv import GetLabwarePoses, SpawnLabware
 from std_srvs.srv import Trigger
 
 from autolab.model.workcell import load_workcell
 from autolab.nodes.qos import LATCHED
 from autolab.nodes.sync_client import SyncClient
+from autolab_interfaces.action import ConveyorMove, MoveArm, Transfer
+from autolab_interfaces.msg import DeviceState, LabwarePoseArray
+from autolab_interfaces.srv import GetLabwarePoses, SpawnLabware
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -32,8 +32,6 @@ PROCS: dict = {}
 
 def logs() -> str:
     """The last lines each node printed, to explain a failure."""
-    for name, proc in PROCS.items():
-        open(f"/tmp/mot/{name}.full.log", "w").write(proc.output())
     return "".join(f"\n--- {name}:\n{proc.output()[-2500:]}" for name, proc in PROCS.items())
 
 
@@ -73,7 +71,13 @@ def move(sc: SyncClient, **fields):
 
 
 def inventory(sc: SyncClient, predicate=lambda _m: True) -> dict[str, str]:
-    msg = sc.wait_message(LabwarePoseArray, "/inventory", LATCHED, 20, predicate)
+    """The tracked inventory (/inventory, latched) once it satisfies `predicate`: item id -> location id."""
+    try:
+        msg = sc.wait_message(LabwarePoseArray, "/inventory", LATCHED, 20, predicate)
+    except TimeoutError as exc:
+        last = sc.wait_message(LabwarePoseArray, "/inventory", LATCHED, 5)
+        raise AssertionError(f"{exc}; last inventory: {[(i.labware.id, i.location.id) for i in last.items]}"
+                             + logs()) from None
     return {i.labware.id: i.location.id for i in msg.items}
 
 

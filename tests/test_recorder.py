@@ -97,14 +97,15 @@ def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(ce
         "the start document to come back on /recorder/documents",
         spin=spin,
     )
-    t_end = time.monotonic() + 2.0
+    t0 = time.monotonic()
     n_joints = n_images = 0
-    while time.monotonic() < t_end:
+    # At least 2 s, and until far more images went out than 2 Hz lets through (however slow this machine).
+    while (elapsed := time.monotonic() - t0) < 2.0 or n_images <= 2.0 * elapsed + 10:
+        assert elapsed < 60, "could not publish images fast enough to test the rate limit"
         pubs["joints"].publish(JointState(name=["j1"], position=[0.1 * n_joints]))
+        pubs["image"].publish(Image(height=2, width=2, encoding="mono8", step=2, data=[1, 2, 3, 4]))
         n_joints += 1
-        if n_joints % 2 == 0:
-            pubs["image"].publish(Image(height=2, width=2, encoding="mono8", step=2, data=[1, 2, 3, 4]))
-            n_images += 1
+        n_images += 1
         spin(0.02)
     docs.event(desc, {"temperature": 37.0})
     docs.stop("success")
@@ -126,9 +127,9 @@ def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(ce
             if channel.topic == "/arm/state":
                 assert decoded.device_id == "arm"
     assert counts.get("/arm/state", 0) >= 1
-    assert counts.get("/joint_states", 0) >= n_joints // 2
-    # 2 Hz over ~2 s of images at ~25 Hz: a handful, not all of them.
-    assert 1 <= counts.get("/camera/image_raw", 0) <= 6 < n_images
+    assert counts.get("/joint_states", 0) >= n_joints // 4  # a KEEP_LAST 10 queue may drop some under load
+    # The limit counts from the first image, so at most 2 Hz * elapsed + 1 (+1 for arrival jitter).
+    assert 1 <= counts.get("/camera/image_raw", 0) <= 2.0 * elapsed + 2 < n_images
     assert [d["uid"] for d in store.documents(run_id)] == sent and len(sent) == 4
 
 
@@ -193,3 +194,98 @@ def test_documents_flow_on_sim_time_even_before_any_clock_is_published(cell, sta
     docs = RunDocuments(run_id, store)
     docs.start()
     wait_for(lambda: any(e.run_id == run_id for e in seen), 20, "the start document with no /clock", spin=spin)
+
+
+@pytest.mark.timeout(90)
+def test_on_a_shared_store_a_cell_recorder_follows_only_its_own_runs(cell, start_node, client_node, tmp_path):
+    from autolab_interfaces.msg import QueueItem, QueueState
+
+    store, spin = cell["store"], cell["spin"]
+    seen: list[RunEvent] = []
+    client_node.create_subscription(RunEvent, "/recorder_cell/documents", seen.append, EVENTS)
+    queue = client_node.create_publisher(QueueState, "/executive/queue", LATCHED)
+    start_node(
+        "autolab.nodes.recorder",
+        name="recorder_cell",
+        ros_args=[
+            "-r",
+            "__node:=recorder_cell",
+            "-p",
+            "runs:=cell",
+            "-p",
+            f"store_url:={store.url}",
+            "-p",
+            f"data_dir:={tmp_path}",
+            "-p",
+            "topics:=['/joint_states']",
+        ],
+    )
+    wait_for(
+        lambda: client_node.count_publishers("/recorder_cell/documents") > 0 and queue.get_subscription_count() >= 2,
+        30,
+        "the cell recorder",
+        spin=spin,
+    )
+    other_cell = store.create_run("elsewhere", "steps: []", {}, "erin", "wc-other")
+    ours = store.create_run("here", "steps: []", {}, "erin", "wc")
+    queue.publish(QueueState(items=[QueueItem(run_id=ours, status=QueueItem.STATUS_RUNNING)]))
+    RunDocuments(other_cell, store).start()
+    RunDocuments(ours, store).start()
+    wait_for(lambda: any(e.run_id == ours for e in seen), 20, "our run's start document", spin=spin)
+    wait_for(lambda: (tmp_path / "runs" / ours / f"{ours}.mcap").is_file(), 10, "our run's MCAP file", spin=spin)
+    spin(1.0)
+    assert all(e.run_id != other_cell for e in seen)
+    assert not (tmp_path / "runs" / other_cell).exists()
+
+
+@pytest.mark.timeout(90)
+def test_documents_ingested_while_the_store_is_locked_are_stored_once_it_frees(cell, start_node, client_node):
+    import sqlite3
+
+    store, spin = cell["store"], cell["spin"]
+    seen: list[RunEvent] = []
+    client_node.create_subscription(RunEvent, "/recorder_outage/documents", seen.append, EVENTS)
+    ingest = client_node.create_publisher(RunEvent, "/recorder_outage/ingest", EVENTS)
+    proc = start_node(
+        "autolab.nodes.recorder",
+        name="recorder_outage",
+        ros_args=[
+            "-r",
+            "__node:=recorder_outage",
+            "-p",
+            f"store_url:={store.url}?timeout=0.2",
+            "-p",
+            f"data_dir:={cell['root']}",
+            "-p",
+            "topics:=['/none']",
+        ],
+    )
+    wait_for(lambda: ingest.get_subscription_count() > 0, 30, "the recorder's ingest subscription", spin=spin)
+    run_id = store.create_run("outage", "steps: []", {}, "frank", "wc")
+    sent: list[str] = []
+
+    def publish(kind: str, doc: dict) -> None:
+        sent.append(doc["uid"])
+        ingest.publish(RunEvent(run_id=run_id, doc_type=kind, uid=doc["uid"], json=json.dumps(doc)))
+
+    blocker = sqlite3.connect(str(cell["root"] / "runs.db"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database: every write times out
+    try:
+        docs = RunDocuments(run_id, subscribers=[publish])
+        docs.start()
+        docs.descriptor("incubator1", {"temperature": data_key("number", "incubator1", "degC")})
+        for i in range(5):
+            docs.event("incubator1", {"temperature": 37.0 + i / 10})
+        docs.stop()
+        wait_for(lambda: "store unreachable" in proc.output(), 20, "the recorder to notice the outage", spin=spin)
+        assert not [e for e in seen if e.run_id == run_id]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    wait_for(
+        lambda: [e.uid for e in seen if e.run_id == run_id] == sent,
+        30,
+        "every document, in order, once the store is free",
+        spin=spin,
+    )
+    assert [d["uid"] for d in store.documents(run_id)] == sent

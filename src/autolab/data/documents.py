@@ -227,8 +227,14 @@ class RunDocuments:
             self.stop_doc = doc
             return self._emit("stop", doc)
 
-    def reading(self, stream: str, data: Mapping[str, Any], units: Mapping[str, str] | None = None,
-                source: str | None = None, configuration: Mapping | None = None) -> dict:
+    def reading(
+        self,
+        stream: str,
+        data: Mapping[str, Any],
+        units: Mapping[str, str] | None = None,
+        source: str | None = None,
+        configuration: Mapping | None = None,
+    ) -> dict:
         """An event of `stream`, declaring the stream on first use from the values' types.
 
         For producers that learn their data keys as results arrive (the executive relaying
@@ -236,8 +242,10 @@ class RunDocuments:
         """
         with self._lock:
             if stream not in self._by_name:
-                keys = {k: data_key(_dtype_of(v), source or stream, (units or {}).get(k), _shape_of(v))
-                        for k, v in data.items()}
+                keys = {
+                    k: data_key(_dtype_of(v), source or stream, (units or {}).get(k), _shape_of(v))
+                    for k, v in data.items()
+                }
                 self.descriptor(stream, keys, configuration)
             return self.event(stream, data)
 

@@ -372,7 +372,7 @@ class RunStore:
         except Exception as exc:
             raise StoreError(f"'{url}' is not a database URL: {exc}") from None
         if parsed.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(url, parsed.database)
+            engine = _sqlite_engine(url, parsed.database, parsed.query)
         else:
             try:
                 engine = create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
@@ -948,7 +948,8 @@ class RunStore:
 # --- engine details ---------------------------------------------------------------------------
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
+def _sqlite_engine(url: str, database: str | None, query: Mapping[str, Any] | None = None) -> Engine:
+    """SQLite in WAL mode; `?timeout=<s>` in the URL sets how long a writer waits for the lock (30 s)."""
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         raise StoreError(
             "an in-memory SQLite run store would lose every record at exit; "
@@ -961,7 +962,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         raise StoreError(f"cannot create the run store's folder {path.parent}: {exc.strerror}") from None
     engine = create_engine(
         url,
-        connect_args={"timeout": 30.0, "check_same_thread": False},
+        connect_args={"check_same_thread": False, **({} if "timeout" in (query or {}) else {"timeout": 30.0})},
         json_serializer=_json_dumps,
         pool_size=8,
         max_overflow=8,
@@ -974,7 +975,6 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -123,6 +123,7 @@ class Tolerances:
     gripper_s: float = 4.0  # sim seconds for the gripper to open or close
     place_mm: float = 5.0
     place_deg: float = 3.0
+    drop_s: float = 0.25  # contact lost this long (backend seconds) while carrying: dropped
     locate_mm: float = 15.0  # a sensed item further than this from its location is not picked there
     locate_deg: float = 5.0
     wall_factor: float = 4.0  # a wall-clock bound on every wait: sim seconds * factor + 10 s
@@ -370,6 +371,7 @@ class ArmController:
                 done_before += seg.trajectory.duration
                 if seg.phase == "grasp":
                     g = self._gripper(0.0, cancel)
+                    g = self._confirm_hold(g, cancel)
                     if not g.holding or (g.held_id and g.held_id != item.id):
                         self._recover_missed_grasp(plan, cancel)
                         what = f"holding {g.held_id!r}" if g.holding else "nothing between the fingers"
@@ -412,17 +414,35 @@ class ArmController:
         return replace(loc, pose=type(p)(seen.x, seen.y, p.z, p.yaw + d_yaw))
 
     def _drop_watch(self, item_id: str) -> Callable[[], None]:
-        misses = [0]
+        since: list[float | None] = [None]  # when the fingers last stopped sensing the item
 
         def watch() -> None:
             g = self.backend.gripper()
-            misses[0] = misses[0] + 1 if (g is not None and not g.holding) else 0
-            if misses[0] >= 3:  # a few consecutive samples: not a single dropped message
+            now = self.backend.now()
+            if g is None or g.holding:
+                since[0] = None
+                return
+            since[0] = now if since[0] is None else since[0]
+            # Fingers squeezing labware chatter; only a sustained loss of contact is a drop.
+            if now - since[0] >= self.tol.drop_s:
                 self.backend.stop()
                 self.inventory.lost(item_id)
                 raise _Abort("DROPPED", f"{item_id} was lost from the gripper during {self.phase}")
 
         return watch
+
+    def _confirm_hold(self, g: GripperSensing, cancel: Callable[[], bool]) -> GripperSensing:
+        """Contact sensing flickers while fingers settle on labware: look for it for a moment."""
+        if g.holding:
+            return g
+        t0 = self.backend.now()
+        while self.backend.now() - t0 < self.tol.drop_s:
+            self._check_interrupts(cancel)
+            self._sleep()
+            g2 = self.backend.gripper()
+            if g2 is not None and g2.holding:
+                return g2
+        return g
 
     def _recover_missed_grasp(self, plan, cancel: Callable[[], bool]) -> None:
         """Open again and rise back out of the location, so the cell is left clear for a retry."""

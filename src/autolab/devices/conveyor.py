@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from autolab.devices.errors import ConveyorBlocked, InvalidGoal, UnknownStation
+from autolab.devices.errors import ConveyorBlocked, DeviceError, InvalidGoal, InvalidParameters, UnknownStation
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,12 @@ class ConveyorController:
         target = start + move.distance
         if abs(move.distance) < 1e-9:
             return "NONE", f"already at {move.station}", start
-        self.backend.move_to(target, move.speed)
+        try:
+            self.backend.move_to(target, move.speed)
+        except InvalidParameters as exc:  # e.g. beyond a serial controller's travel
+            return "INVALID_GOAL", f"the conveyor controller refused the move: {exc}", start
+        except DeviceError as exc:
+            return "BACKEND_FAILURE", f"the conveyor controller failed: {exc}", start
         t_cmd = self.backend.now()
         last_pos, last_progress = start, t_cmd
         budget = abs(move.distance) / move.speed * 2.0 + 5.0  # belts ramp and slow down to stop
@@ -254,8 +259,6 @@ class SerialConveyorBackend(ConveyorBackend):
         self._thread.start()
 
     def _poll(self) -> None:
-        from autolab.devices.errors import DeviceError
-
         try:
             with self._lock:
                 s = self.driver.status()
@@ -276,8 +279,6 @@ class SerialConveyorBackend(ConveyorBackend):
         self._state = None if self._state is None else replace(self._state, moving=True)
 
     def stop(self) -> None:
-        from autolab.devices.errors import DeviceError
-
         try:
             with self._lock:
                 self.driver.stop()

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from autolab.devices.errors import InvalidParameters
-from autolab.devices.instruments import CAPABILITIES, Capability
+from autolab.devices.instruments import CAPABILITIES, TYPE_ALIASES, Capability
 from autolab.model.protocol import expand_wells
 
-#: Workcell device types spelled differently from the devices layer's table.
-TYPE_ALIASES = {"barcode_reader": "barcode_scanner"}
 
 
 @dataclass(frozen=True)

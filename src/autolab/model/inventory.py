@@ -153,7 +153,8 @@ class Inventory:
         with self._lock:
             for item in list(self._items.values()):
                 if item.location in stations:
-                    pos = stations[item.location]
+                    # Carried since it was set down at this station: keep integrating from where it is.
+                    pos = item.belt_position if item.belt_position is not None else stations[item.location]
                 elif item.location == belt_loc and item.belt_position is not None:
                     pos = item.belt_position
                 else:

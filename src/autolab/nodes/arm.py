@@ -329,7 +329,6 @@ class ArmNode(Node):
         self._active = ""
         self._goal_id = ""
         self._last_error = (0, "")
-        self._estopped = False
         self._published_inventory = -1
         self._belt: dict[str, tuple[dict[str, float], float | None]] = self._conveyor_stations()
 
@@ -338,10 +337,13 @@ class ArmNode(Node):
         self._inventory_pub = self.create_publisher(LabwarePoseArray, "inventory", LATCHED)
         self.safety = SafetyWatch(self, on_stop=self._on_safety_stop, require_safety=p["require_safety"])
         group = ReentrantCallbackGroup()
-        self._move_server = ActionServer(self, MoveArm, "~/move", execute_callback=lambda h: self._guarded(h, self._execute_move, MoveArm),
+        self._move_server = ActionServer(self, MoveArm, "~/move",
+                                         execute_callback=lambda h: self._guarded(h, self._execute_move, MoveArm),
                                          goal_callback=lambda _g: GoalResponse.ACCEPT,
                                          cancel_callback=lambda _g: CancelResponse.ACCEPT, callback_group=group)
-        self._transfer_server = ActionServer(self, Transfer, "~/transfer", execute_callback=lambda h: self._guarded(h, self._execute_transfer, Transfer),
+        self._transfer_server = ActionServer(self, Transfer, "~/transfer",
+                                             execute_callback=lambda h: self._guarded(h, self._execute_transfer,
+                                                                                      Transfer),
                                              goal_callback=lambda _g: GoalResponse.ACCEPT,
                                              cancel_callback=lambda _g: CancelResponse.ACCEPT, callback_group=group)
         for conveyor in self._belt:
@@ -382,7 +384,6 @@ class ArmNode(Node):
     # --- safety ---------------------------------------------------------------------------------------
     def _on_safety_stop(self, reason: str) -> None:
         """Called in the safety subscription: stop within this callback, i.e. within one control cycle."""
-        self._estopped = True
         self.controller.emergency_stop(reason)
         self.get_logger().warning(f"motion stopped: {reason}")
         self._publish_status()
@@ -400,7 +401,6 @@ class ArmNode(Node):
             return refusal
         if not self._busy.acquire(blocking=False):
             return f"the arm is busy with {self._active}"
-        self._estopped = False
         self.controller.clear_estop()
         self._active = operation
         self._goal_id = bytes(handle.goal_id.uuid).hex()
@@ -539,7 +539,9 @@ class ArmNode(Node):
         if last is not None:
             moved = self.inventory.advance_belt(stations, msg.position_m - last)
             if moved:
-                self.get_logger().debug(f"{conveyor} moved {msg.position_m - last:+.3f} m carrying {moved}")
+                where = {i.id: (i.location, i.belt_position) for i in self.inventory.items() if i.id in moved}
+                self.get_logger().debug(f"{conveyor} moved {msg.position_m - last:+.4f} m to {msg.position_m:.4f}: "
+                                        f"{where}")
 
     def _adopt_spawned(self) -> None:
         """Labware spawned in the simulation (sim/spawn_labware) joins the tracked inventory."""
@@ -559,7 +561,7 @@ class ArmNode(Node):
         st = DeviceState()
         st.header.stamp = now
         st.device_id, st.device_type, st.backend = self.get_name(), "arm", self.backend.name
-        if self._estopped or not self.safety.motion_allowed:
+        if not self.safety.motion_allowed:
             st.state = DeviceState.STATE_ESTOPPED
         elif self.backend.joint_state() is None:
             st.state = DeviceState.STATE_OFFLINE

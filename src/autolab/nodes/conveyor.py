@@ -137,7 +137,6 @@ class ConveyorNode(Node):
         self._busy = threading.Lock()
         self._active = ""
         self._last_error = (0, "")
-        self._estopped = False
         self._last_belt: tuple = ()
         self._state_pub = self.create_publisher(DeviceState, "~/state", LATCHED)
         self._belt_pub = self.create_publisher(ConveyorState, "~/conveyor_state", LATCHED)
@@ -150,7 +149,6 @@ class ConveyorNode(Node):
         self._publish()
 
     def _on_safety_stop(self, reason: str) -> None:
-        self._estopped = True
         self.controller.emergency_stop(reason)
         self.get_logger().warning(f"belt stopped: {reason}")
         self._publish()
@@ -184,7 +182,6 @@ class ConveyorNode(Node):
             handle.abort()
             return result
         try:
-            self._estopped = False
             self.controller.clear_estop()
             self._active = f"move ({goal.station or goal.index_steps or goal.distance_m})"
             self._publish()
@@ -236,7 +233,7 @@ class ConveyorNode(Node):
         st.header.stamp = self.get_clock().now().to_msg()
         st.device_id, st.device_type, st.backend = self.device_id, "conveyor", self.backend.name
         belt = self.backend.state()
-        if self._estopped or not self.safety.motion_allowed:
+        if not self.safety.motion_allowed:
             st.state = DeviceState.STATE_ESTOPPED
         elif belt is None:
             st.state = DeviceState.STATE_OFFLINE

@@ -34,6 +34,7 @@ import importlib
 import json
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -41,7 +42,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from autolab.data.errors import DataError
+from autolab.data.errors import DataError, StoreError
 from autolab.data.mcap_recorder import MEDIA_TYPE, McapRunRecorder, RateLimiter, message_definition
 from autolab.data.store import RunStore, data_dir
 from autolab.nodes.qos import EVENTS, LATCHED
@@ -142,6 +143,8 @@ class RecorderNode(Node):
         self._mine: set[str] = set()
         self._held: dict[str, tuple[float, list]] = {}
         self._lock = threading.RLock()
+        self._retry: deque[tuple[str, str, dict]] = deque()
+        self._retry_lock = threading.Lock()
         self._recordings: dict[str, McapRunRecorder] = {}
         self._ended: set[str] = set()
         self._subs: dict[str, tuple[str, str, object]] = {}  # topic -> (type, qos yaml, subscription)
@@ -176,12 +179,28 @@ class RecorderNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"ingest: document {msg.uid or '?'} of run {msg.run_id}: bad JSON ({exc})")
             return
-        try:
-            if msg.doc_type == "start":
-                self._ensure_run(msg.run_id, doc)
-            self.store.add_document(msg.run_id, msg.doc_type, doc)
-        except DataError as exc:
-            self.get_logger().error(f"ingest: document {doc.get('uid', '?')} of run {msg.run_id} refused: {exc}")
+        with self._retry_lock:
+            self._retry.append((msg.run_id, msg.doc_type, doc))
+            self._store_pending()
+
+    def _store_pending(self) -> None:
+        """Store ingested documents in arrival order; while the store is unreachable they wait here
+        (and are retried by the tail timer), so an outage of the database loses none of them."""
+        while self._retry:
+            run_id, doc_type, doc = self._retry[0]
+            try:
+                if doc_type == "start":
+                    self._ensure_run(run_id, doc)
+                self.store.add_document(run_id, doc_type, doc)
+            except StoreError as exc:
+                self.get_logger().warning(
+                    f"store unreachable, {len(self._retry)} document(s) wait for it: {exc}",
+                    throttle_duration_sec=10.0,
+                )
+                return
+            except DataError as exc:  # the document itself is wrong: retrying cannot help
+                self.get_logger().error(f"ingest: document {doc.get('uid', '?')} of run {run_id} refused: {exc}")
+            self._retry.popleft()
 
     def _ensure_run(self, run_id: str, start: dict) -> None:
         """A start document for a run the store lacks (producer without store access): create it."""
@@ -199,6 +218,8 @@ class RecorderNode(Node):
             )
 
     def _tail_store(self) -> None:
+        with self._retry_lock:
+            self._store_pending()
         try:
             docs = self.store.documents_after(self._last_seq)
         except DataError as exc:

@@ -200,8 +200,10 @@ class SimInstrument(InstrumentBackend):
             if job is None:
                 return Progress("done", 1.0, 0.0, done=True, readings=self.readings())
             elapsed = self.now() - job.started
-            frac = min(1.0, elapsed / job.duration) if job.duration > 0 else 1.0
-            phase = [name for at, name in job.phases if frac >= at][-1] if job.phases else job.operation
+            frac = min(1.0, max(0.0, elapsed / job.duration)) if job.duration > 0 else 1.0
+            # Before the first phase's start (or when the clock stepped back) report the first phase.
+            started = [name for at, name in job.phases if frac >= at]
+            phase = (started[-1] if started else job.phases[0][1]) if job.phases else job.operation
             return Progress(phase, frac, max(0.0, (job.duration - elapsed) / self.time_scale), readings=self.readings())
 
     def readings(self) -> dict[str, float]:
