@@ -63,6 +63,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="simulated seconds for raw and cell runs")
     ap.add_argument("--camera-seconds", type=float, default=3.0, help="simulated seconds with the camera on")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of raw and cell (median reported)")
     ap.add_argument("--no-camera", action="store_true")
     args = ap.parse_args()
 
@@ -88,9 +89,14 @@ def main() -> int:
         f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f}"
     )
 
-    raw = raw_rtf(sim, args.seconds)
-    cell, _ = cell_rtf(sim, args.seconds)
-    rows = [("raw mj_step", raw, ""), ("cell (arm + belt)", cell, "")]
+    # Interleaved repeats, median of each: on a shared machine the load changes between runs.
+    raws, cells = [], []
+    for _ in range(args.repeats):
+        raws.append(raw_rtf(sim, args.seconds))
+        cells.append(cell_rtf(sim, args.seconds)[0])
+    raw, cell = float(np.median(raws)), float(np.median(cells))
+    spread = f"median of {args.repeats}"
+    rows = [("raw mj_step", raw, spread), ("cell (arm + belt)", cell, spread)]
     if backend:
         from autolab.sim.camera import CameraRenderer
 

@@ -8,7 +8,8 @@ VENV="${AUTOLAB_VENV:-$ROOT/.venv}"
 cd "$ROOT"
 
 echo "[test] ruff check"
-"$VENV/bin/ruff" check src tests bench
+lint=0
+"$VENV/bin/ruff" check src tests bench || lint=$?
 
 # Headless MuJoCo rendering; loopback-only DDS; test modules pick their own ROS_DOMAIN_IDs.
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
@@ -22,6 +23,10 @@ rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then
   echo "[test] pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+if [[ $lint -ne 0 && $rc -eq 0 ]]; then
+  echo "[test] tests passed but ruff found problems (above): failing" >&2
   exit 1
 fi
 exit $rc

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from autolab.model.workcell import load_workcell
@@ -79,6 +80,13 @@ def inventory(sc: SyncClient, predicate=lambda _m: True) -> dict[str, str]:
         raise AssertionError(f"{exc}; last inventory: {[(i.labware.id, i.location.id) for i in last.items]}"
                              + logs()) from None
     return {i.labware.id: i.location.id for i in msg.items}
+
+
+def test_arm_publishes_its_urdf_and_the_initial_inventory(cell):
+    urdf = cell.wait_message(String, "/robot_description", LATCHED, 10)
+    assert urdf.data == load_workcell().urdf_text and "shoulder_pan_joint" in urdf.data
+    assert inventory(cell) == {"plate1": "hotel1.slot1", "plate2": "hotel1.slot2",
+                               "source1": "liquid_handler1.source"}
 
 
 def test_goals_that_collide_or_make_no_sense_are_refused_with_typed_errors(cell):

@@ -6,8 +6,6 @@ from the simulation's /joint_states, not from what the arm node says.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sensor_msgs.msg import JointState
 
@@ -35,11 +33,11 @@ def cell(start_node, client_node) -> SyncClient:
 
 
 def test_estop_mid_transfer_stops_the_arm_and_refuses_motion_until_reset(cell, client_node):
-    samples: list[tuple[float, float]] = []  # (wall time, fastest arm joint speed)
+    samples: list[tuple[float, float]] = []  # (sim time of the sample, fastest arm joint speed)
 
     def on_joints(msg: JointState) -> None:
         speeds = [abs(v) for n, v in zip(msg.name, msg.velocity, strict=False) if not n.startswith("finger")]
-        samples.append((time.monotonic(), max(speeds, default=0.0)))
+        samples.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, max(speeds, default=0.0)))
 
     sub = client_node.create_subscription(JointState, "/joint_states", on_joints, 50)
     try:
@@ -51,15 +49,16 @@ def test_estop_mid_transfer_stops_the_arm_and_refuses_motion_until_reset(cell, c
         cell.spin_until(lambda: bool(samples) and samples[-1][1] > 0.1, 30, "the arm to be moving fast")
         moving_speed = samples[-1][1]
 
-        t_stop = time.monotonic()
         r = cell.call(EStop, "/safety/estop", EStop.Request(source="test", reason="mid-carry"))
         assert r.success and r.state.estop_latched
+        t_stop = samples[-1][0]  # sim time when the latch was confirmed (samples are timed by the sim)
         status, result = cell.result(handle, 30)
         assert result.error_code == Transfer.Result.ESTOP, result.error_msg
         assert "e-stop" in result.error_msg
 
-        # The arm is at rest within half a second of the e-stop call (wall clock, sim at 2x).
-        cell.spin_for(1.0)
+        # The arm is at rest within half a second (sim time) of the latch: the node stopped it, and the
+        # servos took the momentum out.
+        cell.spin_until(lambda: samples[-1][0] > t_stop + 1.5, 20, "joint states after the stop")
         after = [v for t, v in samples if t > t_stop + 0.5]
         assert after and max(after) < 0.05, (moving_speed, after[:10])
         assert moving_speed > 0.1

@@ -230,3 +230,21 @@ def test_conveyor_command_moves_the_belt_to_its_target_and_reports_presence(fres
     assert list(done.stations) == ["conveyor.in", "conveyor.out"]
     assert done.position_m == pytest.approx(before.position_m + 0.6, abs=0.001)
     assert not done.presence[0]
+
+
+@pytest.mark.parametrize(
+    ("ros_args", "named"),
+    [
+        (["-p", "real_time_factor:=-1.0"], "real_time_factor"),
+        (["-p", "use_sim_time:=true"], "use_sim_time"),
+        (["-p", "workcell:=/nonexistent/workcell.yaml"], "workcell"),
+    ],
+)
+def test_bad_parameters_stop_the_node_at_start_with_a_sentence_naming_them(start_node, ros_args, named):
+    from support.ros import wait_for
+
+    proc = start_node("autolab.nodes.sim", name=f"sim_bad_{named}", ros_args=["-r", "__node:=sim_bad", *ros_args])
+    wait_for(lambda: not proc.alive(), 60.0, "the misconfigured sim node to exit")
+    assert proc.proc.returncode == 1
+    out = proc.output()
+    assert "cannot start" in out and named in out, out[-2000:]

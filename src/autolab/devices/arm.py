@@ -358,8 +358,15 @@ class ArmController:
             total = plan.duration
             done_before = 0.0
 
-            for seg in plan.segments:
+            segments = list(plan.segments)
+            k = 0
+            while k < len(segments):
+                seg = segments[k]
+                k += 1
                 self.phase = seg.phase
+                if seg.phase == "place":
+                    segments[k - 1:] = self._correct_place(plan, dst, shape, item.id, segments[k - 1:])
+                    seg = segments[k - 1]
                 if seg.phase == "approach":
                     self._gripper(plan.open_width, cancel)
 
@@ -430,6 +437,26 @@ class ArmController:
                 raise _Abort("DROPPED", f"{item_id} was lost from the gripper during {self.phase}")
 
         return watch
+
+    def _correct_place(self, plan, dst, shape: LabwareShape, item_id: str, rest: list) -> list:
+        """The place and retreat, shifted by the item's offset in the fingers when the locator sees one."""
+        if self.locate is None:
+            return rest
+        seen = self.locate(item_id)
+        if seen is None:
+            return rest
+        tcp = self.model.chain.fk(self.current())
+        dx, dy = tcp[0, 3] - seen.x, tcp[1, 3] - seen.y
+        off_mm = 1000.0 * math.hypot(dx, dy)
+        if off_mm < 0.3 or off_mm > self.tol.locate_mm:
+            return rest
+        try:
+            fixed = self.planner.corrected_place(plan, self.current(), dst, shape, dx, dy)
+        except MotionError as exc:
+            self.log(f"place: keeping the nominal place ({exc})")
+            return rest
+        self.log(f"place: {item_id} sits {off_mm:.1f} mm off-centre in the fingers; release shifted to match")
+        return fixed
 
     def _confirm_hold(self, g: GripperSensing, cancel: Callable[[], bool]) -> GripperSensing:
         """Contact sensing flickers while fingers settle on labware: look for it for a moment."""

@@ -361,17 +361,9 @@ class KinematicChain:
 
     def fk(self, q: np.ndarray) -> np.ndarray:
         """World pose of the tip link."""
-        q = np.asarray(q, dtype=float)
-        T = self.base_pose
-        i = 0
-        for j in self.joints:
-            T = T @ j.origin
-            if j.movable:
-                T = T @ j.motion(q[i])
-                i += 1
-        return T
+        return self.jacobian(q, with_jacobian=False)[0]
 
-    def jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def jacobian(self, q: np.ndarray, with_jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """(tip pose, 6xN geometric Jacobian in the world frame: rows vx vy vz wx wy wz)."""
         q = np.asarray(q, dtype=float)
         T = self.base_pose
@@ -380,11 +372,14 @@ class KinematicChain:
         for j in self.joints:
             T = T @ j.origin
             if j.movable:
-                axes.append(T[:3, :3] @ j.axis)
-                origins.append(T[:3, 3].copy())
-                kinds.append(j.type)
+                if with_jacobian:
+                    axes.append(T[:3, :3] @ j.axis)
+                    origins.append(T[:3, 3].copy())
+                    kinds.append(j.type)
                 T = T @ j.motion(q[i])
                 i += 1
+        if not with_jacobian:
+            return T, None
         p = T[:3, 3]
         J = np.zeros((6, len(axes)))
         for k, (a, o, kind) in enumerate(zip(axes, origins, kinds, strict=True)):

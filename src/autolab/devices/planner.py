@@ -29,6 +29,8 @@ from autolab.devices.trajectory import Trajectory, time_path
 
 #: Shrink of a held labware's box at its bottom face: it may touch the surface it is set on.
 SEAT_ALLOWANCE = 0.003
+#: Height above a seated grasp within which straight moves go at the slow limits.
+LINEAR_SLOW_ZONE = 0.03
 #: Clearance between each open finger and the labware's side when approaching it.
 FINGER_CLEARANCE = 0.012
 
@@ -49,12 +51,14 @@ class Segment:
 
 @dataclass
 class TransferPlan:
-    item_type: str
+    item: str
     source: str
     destination: str
     segments: list[Segment] = field(default_factory=list)
     open_width: float = 0.0  # finger opening before the grasp and after the place
     grasp_opening: float = 0.0  # the opening expected when closed on the labware (its width)
+    limits: JointLimits | None = None  # full limits of this goal
+    slow: JointLimits | None = None  # limits of the straight moves near the locations
 
     @property
     def duration(self) -> float:
@@ -287,6 +291,21 @@ class MotionPlanner:
                               f"(max opening {self.arm.max_opening * 1000:.0f} mm)")
         return min(opening, self.arm.max_opening)
 
+    def _near_slow(self, path: list[np.ndarray], z_slow: float, fast: JointLimits, slow: JointLimits) -> Trajectory:
+        """Time a vertical tool path at full speed above `z_slow` and at the slow limits below it.
+
+        The last centimetres onto (or off) a seat are where contact happens, so
+        only they go slowly; the rest of the descent from the safe height does not.
+        """
+        low = [self.arm.chain.fk(q)[2, 3] <= z_slow + 1e-9 for q in path]
+        if all(low) or not any(low):
+            return self.timed([path], slow if all(low) else fast)
+        if low[-1]:  # going down: fast, then slow
+            k = low.index(True)
+            return self.timed([path[: k + 1]], fast).then(self.timed([path[k:]], slow))
+        k = low.index(False)  # going up: slow, then fast
+        return self.timed([path[:k]], slow).then(self.timed([path[k - 1:]], fast))
+
     def plan_transfer(self, q0: np.ndarray, source, destination, shape: LabwareShape, item_name: str,
                       limits: JointLimits, slow_scale: float = 0.25, carry_scale: float = 0.5) -> TransferPlan:
         """Plan every motion of a transfer; raises before anything moves if any part is impossible.
@@ -316,30 +335,67 @@ class MotionPlanner:
         g_dst, a_dst = self.grasp_poses(destination, shape, q_grasp)
         try:
             q_above_dst = self.pose_goal(a_dst, up_src[-1], held, shape.width, moved)
-            down_dst = self.straight(q_above_dst, g_dst)
         except NoIKSolution as exc:
             raise NoIKSolution(f"cannot reach {destination.id}: {exc}") from None
-        self._require_clear(down_dst, held, shape.width, f"place at {destination.id}", moved)
         carry = self.joint_path(up_src[-1], q_above_dst, held, shape.width,
                                 f"carry from {source.id} to {destination.id}", moved)
-        up_dst = list(reversed(down_dst))
+        plan.limits, plan.slow = limits, slow
+        plan.segments = [
+            Segment("approach", self.timed(approach, limits), gripper_after=None),
+            Segment("grasp", self._near_slow(down_src, g_src[2, 3] + LINEAR_SLOW_ZONE, limits, slow),
+                    gripper_after=0.0),
+            Segment("lift", self._near_slow(up_src, g_src[2, 3] + LINEAR_SLOW_ZONE, limits, slow)),
+            Segment("carry", self.timed(carry, limits.scaled(carry_scale, carry_scale))),
+            *self.place_segments(plan, [q_above_dst], destination, shape, g_dst),
+        ]
+        return plan
+
+    def place_segments(self, plan: TransferPlan, lead_in: list[np.ndarray], destination, shape: LabwareShape,
+                       grasp: np.ndarray) -> list[Segment]:
+        """Place (from the end of `lead_in` straight down to `grasp`) and retreat, both collision-checked.
+
+        `grasp` is the TCP pose at release; a corrected place passes a shifted
+        one with a lead-in that moves over it first.
+        """
+        moved = [f"labware:{plan.item}"]
+        held = held_box(f"held:{plan.item}", shape)
+        above = grasp.copy()
+        above[2, 3] = self.arm.chain.fk(lead_in[-1])[2, 3]
+        try:
+            over = self.straight(lead_in[-1], above) if len(lead_in) == 1 and not np.allclose(
+                self.arm.chain.fk(lead_in[-1])[:3, 3], above[:3, 3], atol=1e-4) else [lead_in[-1]]
+            down = self.straight(over[-1], grasp)
+        except NoIKSolution as exc:
+            raise NoIKSolution(f"cannot reach {destination.id}: {exc}") from None
+        place = [*over, *down[1:]]
+        self._require_clear(place, held, shape.width, f"place at {destination.id}", moved)
+        up = list(reversed(down))
         # Retreating, the item stands at the destination: the open fingers must clear it.
-        placed = labware_box(f"placed:{item_name}", shape, destination.pose.x, destination.pose.y,
-                             destination.pose.z, destination.pose.yaw)
-        c = self.arm.checker.check_path(up_dst, None, moved, self.arm.finger_extra(opening), self.resolution,
+        gz = grasp[2, 3] - shape.grasp_height
+        placed = labware_box(f"placed:{plan.item}", shape, grasp[0, 3], grasp[1, 3], gz, destination.pose.yaw)
+        c = self.arm.checker.check_path(up, None, moved, self.arm.finger_extra(plan.open_width), self.resolution,
                                         [*self._obstacles, placed])
         if c is not None:
             raise CollisionError(f"retreat from {destination.id}: {c.sentence()}", (c.moving, c.obstacle))
+        z_slow = grasp[2, 3] + LINEAR_SLOW_ZONE
+        descent = self._near_slow(down, z_slow, plan.limits, plan.slow)
+        if len(over) > 1:  # the shift over the corrected release point, then the descent (meeting at rest)
+            descent = self.timed([over], plan.slow).then(descent)
+        return [Segment("place", descent, gripper_after=plan.open_width),
+                Segment("retreat", self._near_slow(up, z_slow, plan.limits, plan.slow))]
 
-        plan.segments = [
-            Segment("approach", self.timed(approach, limits), gripper_after=None),
-            Segment("grasp", self.timed([down_src], slow), gripper_after=0.0),
-            Segment("lift", self.timed([up_src], slow)),
-            Segment("carry", self.timed(carry, limits.scaled(carry_scale, carry_scale))),
-            Segment("place", self.timed([down_dst], slow), gripper_after=opening),
-            Segment("retreat", self.timed([up_dst], slow)),
-        ]
-        return plan
+    def corrected_place(self, plan: TransferPlan, q_now: np.ndarray, destination, shape: LabwareShape,
+                        shift_x: float, shift_y: float) -> list[Segment]:
+        """Place and retreat shifted by (shift_x, shift_y) m, from where the arm is now.
+
+        The item sits a little off-centre in the fingers after a friction
+        grasp and a carry; shifting the release by the offset sensed in the
+        hand puts the item on its location, not the gripper.
+        """
+        g_dst, _ = self.grasp_poses(destination, shape, q_now)
+        g_dst[0, 3] += shift_x
+        g_dst[1, 3] += shift_y
+        return self.place_segments(plan, [np.asarray(q_now, dtype=float)], destination, shape, g_dst)
 
 
 __all__ = ["ArmModel", "LabwareShape", "MotionPlanner", "Segment", "TransferPlan", "cell_obstacles",

@@ -127,7 +127,7 @@ class DeviceStep(StepBehaviour):
         ctx.in_flight[self.path] = {"kind": call.kind, "device": call.device, "operation": call.operation,
                                     "labware": call.labware, "source": call.source,
                                     "destination": call.destination}
-        ctx.log("step_started", self.path, device=call.device, operation=call.operation or "transfer")
+        ctx.log("step_started", self.path, **call_record(call))
         ctx.changed()
         return Status.RUNNING
 
@@ -149,11 +149,11 @@ class DeviceStep(StepBehaviour):
                 ctx.tracker.moved(call.labware, result.placed_at or call.destination, ctx.run_id)
             ctx.outputs[self.step.id] = dict(result.outputs)
             ctx.outputs[self.path] = dict(result.outputs)
-            return self._succeed(device=call.device, operation=call.operation, labware=call.labware,
-                                 outputs=result.outputs, data_uri=result.data_uri)
+            return self._succeed(**call_record(call), outputs=result.outputs, units=result.units,
+                                 data_uri=result.data_uri)
         self._failures += 1
         decision = ctx.recovery.decide(result.error_name, self._failures)
-        ctx.log("device_error", self.path, device=call.device, error=result.error_name, message=result.error_msg,
+        ctx.log("device_error", self.path, **call_record(call), error=result.error_name, message=result.error_msg,
                 decision=decision.action)
         if decision.action == "retry":
             self._phase, self._until = "backoff", now + decision.delay_s
@@ -179,7 +179,7 @@ class DeviceStep(StepBehaviour):
         running = self._phase == "running" and self._handle is not None and not self._handle.done()
         if new_status == Status.INVALID and running:
             self._handle.cancel()
-            self.ctx.log("step_canceled", self.path)
+            self.ctx.log("step_canceled", self.path, **call_record(self._call), message="stopped while in flight")
         if self._ack_id:
             self.ctx.clear_ack(self._ack_id)
         self.ctx.reservations.release(self.ctx.holder(self.path))
@@ -188,6 +188,14 @@ class DeviceStep(StepBehaviour):
         if new_status == Status.INVALID:
             self.ctx.waits.pop(self.path, None)
         self._phase = "reserve"
+
+
+def call_record(call: DeviceCall) -> dict[str, Any]:
+    """A call as the run store records it: device, operation, the labware acted on, parameters."""
+    params = ({"source": call.source, "destination": call.destination} if call.kind == "transfer"
+              else dict(call.parameters))
+    return {"device": call.device, "operation": call.operation or call.kind, "labware": call.labware,
+            "params": params}
 
 
 def step_resources(ctx: RunContext, call: DeviceCall) -> tuple[set[str], dict]:

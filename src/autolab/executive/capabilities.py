@@ -18,7 +18,6 @@ from autolab.devices.instruments import CAPABILITIES, TYPE_ALIASES, Capability
 from autolab.model.protocol import expand_wells
 
 
-
 @dataclass(frozen=True)
 class Timing:
     base_s: float = 5.0

@@ -8,6 +8,7 @@ and carry on from the same place.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +91,12 @@ class RunContext:
         return Holder(self.run_id, step)
 
     def log(self, kind: str, step: str, **data: Any) -> None:
-        """Queue an event for the executive, which drains it into the run store each tick."""
-        self.events.append({"t": self.clock.now(), "kind": kind, "step": step, **data})
+        """Queue an event for the executive, which drains it into the run store each tick.
+
+        `t` is the run's clock (simulated time under a simulation); `wall` is Unix time, the
+        time base of every record in the run store.
+        """
+        self.events.append({"t": self.clock.now(), "wall": time.time(), "kind": kind, "step": step, **data})
 
     def changed(self) -> None:
         if self.on_change is not None:

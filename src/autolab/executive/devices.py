@@ -38,6 +38,8 @@ class DeviceResult:
     error_name: str = "NONE"
     error_msg: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: output name -> unit (UCUM, as the device reports it); outputs without a unit are absent
+    units: dict[str, str] = field(default_factory=dict)
     data_uri: str = ""
     #: where the labware ended up (transfers), when the device says so
     placed_at: str = ""
@@ -264,4 +266,5 @@ class SimulatedCell:
             # A deterministic stand-in for Beer-Lambert: absorbance grows with the liquid in the well.
             values = [0.04 + 0.004 * plate.get(w, 0.0) for w in wells]
             outputs = {"mean_absorbance": round(sum(values) / len(values), 4), "wells": len(values)}
-        return self._accept(call, seconds, DeviceResult(True, outputs=outputs), apply)
+        units = {"mean_absorbance": "OD"} if outputs else {}
+        return self._accept(call, seconds, DeviceResult(True, outputs=outputs, units=units), apply)

@@ -3,9 +3,19 @@
 Runs interleave on the cell through per-step reservations (see reservations.py);
 higher-priority runs are ticked first, so they win a resource freed in the same
 tick. Every run is recorded in the run store from submission: steps, device
-commands and a checkpoint after each step, so a restarted executive finds
-interrupted runs and resumes them (`recover`) or finishes them as failed with
-the reason. No rclpy here: the node wires a ROS backend and a ROS clock in.
+commands (on the labware they acted on, so they appear in its lineage) and a
+checkpoint after each step, so a restarted executive finds interrupted runs and
+resumes them (`recover`) or finishes them as failed with the reason.
+
+Every run also emits event documents (autolab.data.documents): a start document
+at submission, one event per device result that carries outputs or data (in a
+stream per device and operation, declared on first use with the outputs' units),
+and a stop document when it ends. They are stored as they are emitted; the
+recorder node tails the store and republishes them on /recorder/documents.
+
+Times in the store are wall clock (Unix seconds); the run's clock, simulated
+under a simulation, drives the trees, bounds and estimates only.
+No rclpy here: the node wires a ROS backend and a ROS clock in.
 """
 
 from __future__ import annotations
@@ -20,6 +30,8 @@ from typing import Any
 import py_trees
 from py_trees.common import Status
 
+from autolab.data.documents import RunDocuments
+from autolab.data.errors import DocumentError
 from autolab.executive import capabilities as caps
 from autolab.executive.compiler import build_tree
 from autolab.executive.context import LabwareTracker, RunContext, Wait
@@ -34,6 +46,8 @@ from autolab.model.protocol import Concrete, Protocol, expand, parse_protocol
 FAILURE_CODES = {"ESTOP": "ESTOP", "TIMEOUT": "TIMEOUT", "CANCELED": "CANCELED"}
 ACTIVE = ("running", "paused", "waiting_operator")
 FINAL = ("succeeded", "failed", "aborted", "canceled")
+#: Stop document exit status by run outcome.
+EXIT_STATUS = {"succeeded": "success", "failed": "fail"}
 
 
 @dataclass
@@ -53,6 +67,8 @@ class Run:
     started_at: float | None = None
     ended_at: float | None = None
     store_steps: dict[str, str] = field(default_factory=dict)
+    step_started: dict[str, float] = field(default_factory=dict)  # leaf path -> wall time of its call
+    docs: RunDocuments | None = None
     history: deque = field(default_factory=lambda: deque(maxlen=200))
     resumed: bool = False
     protocol_yaml: str = ""
@@ -116,6 +132,7 @@ class Executive:
             run = self._make_run(run_id, protocol, params, priority, operator)
             self.runs[run_id] = run
             self._checkpoint(run.ctx)
+            self._open_documents(run)
             return run
 
     def _make_run(self, run_id: str, protocol: Protocol, params: dict, priority: int, operator: str) -> Run:
@@ -218,31 +235,77 @@ class Executive:
             self.clock.advance_to(nxt)
 
     def _drain(self, run: Run) -> None:
-        """Move the run's new events to the store (steps, commands) and its history."""
+        """Move the run's new events to the store (steps, commands, event documents) and its history."""
         events, run.ctx.events = run.ctx.events, []
         for ev in events:
             run.history.append(ev)
             if self.store is None:
                 continue
-            kind, path = ev["kind"], ev["step"]
+            kind, path, wall = ev["kind"], ev["step"], ev["wall"]
             if kind == "step_started":
+                earlier = run.store_steps.pop(path, None)
+                if earlier is not None:  # a failed attempt that recovery tries again (its command has the error)
+                    self.store.finish_step(earlier, "failed", "the device failed; tried again", ended_at=wall)
                 run.store_steps[path] = self.store.add_step(
-                    run.run_id, path.rsplit("/", 1)[-1], ev.get("operation", ""), step_key=path)
+                    run.run_id, path.rsplit("/", 1)[-1], ev.get("operation", ""), step_key=path, started_at=wall)
+                run.step_started[path] = wall
             elif kind in ("step_succeeded", "step_failed", "step_canceled"):
                 sid = run.store_steps.pop(path, None)
                 outcome = {"step_succeeded": "skipped" if ev.get("skipped") else "succeeded",
                            "step_failed": "failed", "step_canceled": "aborted"}[kind]
                 if sid is not None:
-                    self.store.finish_step(sid, outcome, ev.get("message", ""))
-                if "device" in ev:
-                    self.store.record_command(run.run_id, ev["device"], ev.get("operation") or path, {},
-                                              {"outputs": ev.get("outputs", {}), "data_uri": ev.get("data_uri", "")},
-                                              0, ev["t"], ev["t"], step_id=sid)
+                    self.store.finish_step(sid, outcome, ev.get("message", ""), ended_at=wall)
+                if "device" in ev and kind == "step_succeeded":
+                    self._record_command(run, ev, sid, {"outputs": ev.get("outputs", {}),
+                                                        "data_uri": ev.get("data_uri", "")})
+                    self._emit_reading(run, ev)
+                elif "device" in ev:  # a goal canceled in flight (abort, timeout of an enclosing step)
+                    self._record_command(run, ev, sid, {}, error_code=1, error_msg=f"CANCELED: {ev['message']}")
+                run.step_started.pop(path, None)
             elif kind == "device_error":
-                sid = run.store_steps.get(path)
-                self.store.record_command(run.run_id, ev.get("device", "?"), path, {}, {"decision": ev["decision"]},
-                                          1, ev["t"], ev["t"], step_id=sid,
-                                          error_msg=f"{ev['error']}: {ev['message']}")
+                self._record_command(run, ev, run.store_steps.get(path), {"decision": ev["decision"]}, error_code=1,
+                                     error_msg=f"{ev['error']}: {ev['message']}")
+
+    def _record_command(self, run: Run, ev: dict, step_id: str | None, result: dict, error_code: int = 0,
+                        error_msg: str = "") -> None:
+        """A device call as a command record: wall-clock start and end, on the labware it acted on."""
+        self.store.record_command(run.run_id, ev["device"], ev.get("operation") or ev["step"], ev.get("params", {}),
+                                  result, error_code, run.step_started.get(ev["step"], ev["wall"]), ev["wall"],
+                                  step_id=step_id, error_msg=error_msg, labware=ev.get("labware") or None)
+
+    # ------------------------------------------------------------------ event documents
+    def _open_documents(self, run: Run) -> None:
+        """Start the run's document stream, or continue it after a restart; stored as emitted."""
+        if self.store is None:
+            return
+        docs = RunDocuments.resume(run.run_id, self.store) if run.resumed else RunDocuments(run.run_id, self.store)
+        if docs.start_doc is None:  # new, or interrupted between its creation and its start document
+            rec = self.store.get_run(run.run_id)
+            docs.start(protocol=rec.protocol_name, protocol_version=run.protocol.version,
+                       protocol_hash=rec.protocol_hash, parameters=rec.parameters, operator=rec.operator,
+                       workcell_hash=rec.workcell_hash, software_version=rec.software_version,
+                       git_sha=rec.git_sha, host=rec.host, priority=run.priority, source=run.protocol.source)
+        run.docs = docs
+
+    def _emit_reading(self, run: Run, ev: dict) -> None:
+        """One event per device result carrying outputs or stored data, in a stream per device and operation
+        (an operation always yields the same outputs; a device's operations do not)."""
+        data = dict(ev.get("outputs") or {})
+        if ev.get("data_uri"):
+            data["data_uri"] = ev["data_uri"]
+        if run.docs is None or run.docs.stop_doc is not None or not data:
+            return
+        device = ev["device"]
+        try:
+            run.docs.reading(f"{device}.{ev.get('operation', '')}", data, units=ev.get("units"), source=device,
+                             configuration={device: ev.get("params") or {}})
+        except DocumentError as exc:  # the measurement itself is stored by the device; say what is missing
+            run.history.append({"t": ev["t"], "wall": ev["wall"], "kind": "document_error", "step": ev["step"],
+                                "message": str(exc)})
+
+    def _close_documents(self, docs: RunDocuments | None, outcome: str, reason: str) -> None:
+        if docs is not None and docs.start_doc is not None and docs.stop_doc is None:
+            docs.stop(EXIT_STATUS.get(outcome, "abort"), reason)
 
     def _finish(self, run: Run, outcome: str, code: str, msg: str) -> None:
         run.status, run.error_code, run.error_msg, run.ended_at = outcome, code, msg, self.clock.now()
@@ -252,6 +315,9 @@ class Executive:
         run.history.append({"t": self.clock.now(), "kind": "run_finished", "outcome": outcome, "error": msg})
         if self.store is not None:
             self._checkpoint(run.ctx)
+            # Stop document before the run's outcome: a crash between the two resumes the run, which then
+            # finds its stream closed; the other order could leave a finished run without a stop document.
+            self._close_documents(run.docs, outcome, msg)
             self.store.finish_run(run.run_id, "aborted" if outcome == "canceled" else outcome, msg)
 
     def _checkpoint(self, ctx: RunContext) -> None:
@@ -384,6 +450,7 @@ class Executive:
                 run = self._resume(rec.id, self.store.load_checkpoint(rec.id))
                 report.append((rec.id, "resumed", f"{len(run.ctx.completed)} step(s) already done"))
             except ResumeError as exc:
+                self._close_documents(RunDocuments.resume(rec.id, self.store), "failed", f"RESUME_FAILED: {exc}")
                 self.store.finish_run(rec.id, "failed", f"RESUME_FAILED: {exc}")
                 report.append((rec.id, "failed", str(exc)))
         return report
@@ -418,6 +485,7 @@ class Executive:
         with self.lock:
             self.runs[run_id] = run
         self._checkpoint(ctx)
+        self._open_documents(run)
         return run
 
     def _reconcile(self, path: str, call: dict, step: Concrete | None, ctx: RunContext) -> None:

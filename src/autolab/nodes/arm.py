@@ -5,7 +5,8 @@
   the grasp verified from gripper sensing and the placement from ground truth;
 - `~/state` (DeviceState, latched), `~/arm_state` (ArmState, latched);
 - `inventory` (LabwarePoseArray, latched): the tracked location of every item,
-  updated after each transfer and as conveyor belts carry items.
+  updated after each transfer and as conveyor belts carry items;
+- `robot_description` (std_msgs/String, latched): the arm's URDF.
 
 Parameters: `backend` (`sim` | `ros2_control`), `workcell` (path; default the
 package's config/workcell.yaml), `velocity_scale`, `acceleration_scale`
@@ -28,7 +29,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64
+from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from autolab.devices.arm import ArmBackend, ArmController, GripperSensing, Outcome, SensedPose, Tolerances
@@ -335,6 +336,9 @@ class ArmNode(Node):
         self._state_pub = self.create_publisher(DeviceState, "~/state", LATCHED)
         self._arm_state_pub = self.create_publisher(ArmState, "~/arm_state", LATCHED)
         self._inventory_pub = self.create_publisher(LabwarePoseArray, "inventory", LATCHED)
+        # The URDF the arm plans with, latched by ROS convention (RViz, the recorder, tools read it).
+        self._description_pub = self.create_publisher(String, "robot_description", LATCHED)
+        self._description_pub.publish(String(data=self.workcell.urdf_text))
         self.safety = SafetyWatch(self, on_stop=self._on_safety_stop, require_safety=p["require_safety"])
         group = ReentrantCallbackGroup()
         self._move_server = ActionServer(self, MoveArm, "~/move",
@@ -407,6 +411,16 @@ class ArmNode(Node):
         self._publish_status()
         return ""
 
+    def _refused(self, handle, operation: str, result) -> bool:
+        """Start the goal, or abort it at once with ESTOP (safety) or INVALID_GOAL (busy) and the reason."""
+        refusal = self._start_goal(handle, operation)
+        if not refusal:
+            return False
+        result.error_code = result.ESTOP if not self.safety.motion_allowed else result.INVALID_GOAL
+        result.error_msg = refusal
+        handle.abort()
+        return True
+
     def _end_goal(self, handle, outcome: Outcome, code: int) -> None:
         self._last_error = (code, outcome.message if not outcome.ok else "")
         self._active = ""
@@ -437,12 +451,7 @@ class ArmNode(Node):
     def _execute_move(self, handle) -> MoveArm.Result:
         goal: MoveArm.Goal = handle.request
         result = MoveArm.Result()
-        refusal = self._start_goal(handle, "move")
-        if refusal:
-            result.error_code = MoveArm.Result.ESTOP if not self.safety.motion_allowed else \
-                MoveArm.Result.INVALID_GOAL
-            result.error_msg = refusal
-            handle.abort()
+        if self._refused(handle, "move", result):
             return result
         kind = {MoveArm.Goal.TARGET_NAMED: "named", MoveArm.Goal.TARGET_JOINTS: "joints",
                 MoveArm.Goal.TARGET_POSE: "pose"}.get(goal.target_type, f"type {goal.target_type}")
@@ -485,12 +494,7 @@ class ArmNode(Node):
     def _execute_transfer(self, handle) -> Transfer.Result:
         goal: Transfer.Goal = handle.request
         result = Transfer.Result()
-        refusal = self._start_goal(handle, f"transfer {goal.source.id} -> {goal.destination.id}")
-        if refusal:
-            result.error_code = Transfer.Result.ESTOP if not self.safety.motion_allowed else \
-                Transfer.Result.INVALID_GOAL
-            result.error_msg = refusal
-            handle.abort()
+        if self._refused(handle, f"transfer {goal.source.id} -> {goal.destination.id}", result):
             return result
 
         def feedback(phase: str, progress: float) -> None:

@@ -6,6 +6,10 @@ out as action goals (arm/transfer, <instrument>/run), a timer ticks the trees,
 queue and tree snapshots are latched for the UIs. On start, interrupted runs
 found in the run store are resumed from their checkpoints or failed with the
 reason.
+
+Records and event documents go straight into the run store (`store_url`); the
+recorder node, on the same store, republishes the documents on
+/recorder/documents. Stored times are wall clock even under use_sim_time.
 """
 
 from __future__ import annotations
@@ -193,7 +197,8 @@ class RosDevices:
                 outputs = params_from_msg(list(res.outputs))
             except InvalidParameters as exc:  # an untyped output: keep the result, say what was dropped
                 outputs = {"output_error": str(exc)}
-            return DeviceResult(True, outputs=outputs, data_uri=res.data.uri)
+            units = {p.name: p.unit for p in res.outputs if p.unit}  # for the run's event documents
+            return DeviceResult(True, outputs=outputs, units=units, data_uri=res.data.uri)
         return DeviceResult(False, res.error_code, codes.get(res.error_code, f"ERROR_{res.error_code}"),
                             res.error_msg)
 

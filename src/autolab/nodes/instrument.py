@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from diagnostic_msgs.msg import KeyValue
@@ -380,24 +381,62 @@ class InstrumentNode(Node):
         )
 
     def _record_lineage(self, store, run_id: str, data: dict[str, Any]) -> None:
-        dest = data.get("labware_id", "")
-        wells = data.get("dest_wells") or data.get("source_wells") or []
-        vols = data.get("volume_ul") or []
+        """Every well a dispense or transfer filled, in one transaction per plate (all wells or none).
+
+        The material is the reagent: named in a dispense; for a transfer, the reagents the
+        source well holds according to the store (so a dilution series names its stock).
+        """
+        operation = data.get("operation")
+        if operation not in ("dispense", "transfer"):
+            return
+        wells = list(data.get("dest_wells") or [])
+        vols = list(data.get("volume_ul") or [])
         vols = vols if len(vols) == len(wells) else vols[:1] * len(wells)
-        sources = data.get("source_wells") or [None] * len(wells)
-        sources = sources if len(sources) == len(wells) else sources[:1] * len(wells)
-        for well, src, vol in zip(wells, sources, vols, strict=False):
-            if data.get("operation") == "dispense":
-                store.record_lineage(run_id, dest, well, None, None, data.get("reagent", "reagent"), vol)
-            elif data.get("operation") == "transfer":
-                store.record_lineage(
-                    run_id, dest, well, data.get("source_labware"), src, f"{data.get('source_labware')}:{src}", vol
-                )
+        if operation == "dispense":
+            source, sources = None, [None] * len(wells)
+            reagent = str(data.get("reagent") or "reagent")
+            materials = [reagent] * len(wells)
+        else:
+            source = data.get("source_labware")
+            sources = list(data.get("source_wells") or [])
+            sources = sources if len(sources) == len(wells) else sources[:1] * len(wells)
+            held = _reagents_held(store, source) if source else lambda _well: []
+            materials = [" + ".join(held(src) or ["unknown"]) for src in sources]
+        store.record_lineage_many(run_id, [
+            {"dest_labware": data.get("labware_id", ""), "dest_well": well, "source_labware": source,
+             "source_well": src, "material": material, "volume_ul": vol}
+            for well, src, material, vol in zip(wells, sources, materials, vols, strict=False)
+        ])
 
     def close(self) -> None:
         self.backend.close()
         if self._store is not None:
             self._store.close()
+
+
+def _reagents_held(store, labware: str, max_depth: int = 32) -> Callable[[str | None], list[str]]:
+    """well -> the reagents in it, in the order they arrived, from the store's lineage of `labware`.
+
+    Reagents are what entered from outside the tracked labware (dispenses); liquid moved between
+    wells carries the reagents of its source well at that time. One lineage query per plate.
+    """
+    rows = [e.record for e in store.lineage(labware).entries if e.direction == "ancestor"]
+
+    def held(lw: str, well: str | None, before: float, depth: int) -> list[str]:
+        names: list[str] = []
+        for r in rows:
+            if r.dest_labware != lw or r.at > before or (well and r.dest_well and r.dest_well != well):
+                continue
+            if r.source_labware is None:
+                found = [r.material]
+            elif depth < max_depth:  # also what stops a cycle of transfers at one instant
+                found = held(r.source_labware, r.source_well, r.at, depth + 1)
+            else:
+                found = []
+            names += [n for n in found if n not in names]
+        return names
+
+    return lambda well: held(labware, well.upper() if well else None, float("inf"), 0)
 
 
 def _workcell_device(device_id: str):

@@ -36,6 +36,7 @@ from autolab_interfaces.srv import GetLabwarePoses, SpawnLabware
 
 WORLD_FRAME = "world"
 MAX_STAMP_SKEW_S = 10.0  # a trajectory stamp further than this from sim time is taken as "on receipt"
+_EPS = 1e-9  # simulated times are sums of float steps: compare with a tolerance
 
 
 def _stamp(t: float):
@@ -181,14 +182,14 @@ class SimNode(Node):
             self.sim.step(self._chunk_steps)
             now = self.sim.time
             self._clock_pub.publish(Clock(clock=_stamp(now)))
-            if now >= next_pub:
-                next_pub = now + self._publish_period
+            if now >= next_pub - _EPS:
+                next_pub = _next_due(next_pub, self._publish_period, now)
                 self._publish_states(now)
-            if now >= next_lw:
-                next_lw = now + self._labware_period
+            if now >= next_lw - _EPS:
+                next_lw = _next_due(next_lw, self._labware_period, now)
                 self._lw_pub.publish(self._labware_msg(now, ()))
-            if renderer is not None and now >= next_cam:
-                next_cam = now + self._camera_period
+            if renderer is not None and now >= next_cam - _EPS:
+                next_cam = _next_due(next_cam, self._camera_period, now)
                 with self.sim.lock:
                     img = renderer.render(self.sim.data)
                 self._publish_image(img, renderer.intrinsics, now)
@@ -364,6 +365,12 @@ class SimNode(Node):
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
+
+
+def _next_due(due: float, period: float, now: float) -> float:
+    """The next multiple of `period` after `now`, on the original grid (no drift, no burst after a stall)."""
+    due += period
+    return due if due > now + _EPS else now + period
 
 
 def _fill_pose(pose, position, quat_wxyz) -> None:
