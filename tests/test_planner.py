@@ -199,3 +199,23 @@ def test_labware_wider_than_the_gripper_is_refused(planner):
 def test_densify_bounds_the_joint_step():
     pts = densify([np.zeros(2), np.array([0.1, -0.05])], 0.01)
     assert len(pts) == 11 and np.max(np.abs(np.diff(np.array(pts), axis=0))) <= 0.01 + 1e-12
+
+
+@pytest.mark.parametrize("src,dst", [
+    ("sealer1.nest", "incubator1.nest"),      # the plate-preparation protocol's leg
+    ("incubator1.nest", "reader1.nest"),
+    ("liquid_handler1.nest", "hotel1.slot1"),
+    ("barcode1.nest", "hotel1.slot1"),
+])
+def test_transfer_takes_an_ik_branch_whose_descent_onto_the_nest_is_clear(planner, arm, workcell, plate, src, dst):
+    # The IK solution nearest the arm above these nests is an over-the-shoulder branch whose
+    # straight descent hits the table; the planner must find the branch that clears it.
+    plan = planner.plan_transfer(arm.named_poses["home"], workcell.locations[src], workcell.locations[dst],
+                                 plate, "plate1", arm.limits)
+    held = held_box("held:plate1", plate)
+    for seg in plan.segments:
+        with_plate = seg.phase in ("lift", "carry", "place")
+        opening = plate.width if with_plate else plan.open_width
+        c = arm.checker.check_path(list(seg.trajectory.positions), held if with_plate else None, (),
+                                   arm.finger_extra(opening), resolution=0.004)
+        assert c is None, f"{seg.phase}: {c}"

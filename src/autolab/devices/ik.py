@@ -76,15 +76,27 @@ class IKSolver:
         out = [current]
         first = self.chain.active[0] if self.chain.active else None
         base_z = self.chain.base_pose[:3, :3] @ first.axis if first is not None and first.type != "prismatic" else None
-        if base_z is not None and abs(abs(base_z[2]) - 1.0) < 1e-6:
-            tip = self.chain.fk(current)[:3, 3]
+        vertical = base_z is not None and abs(abs(base_z[2]) - 1.0) < 1e-6
+
+        def facing(q: np.ndarray) -> np.ndarray:
+            tip = self.chain.fk(q)[:3, 3]
             turn = math.atan2(target[1, 3], target[0, 3]) - math.atan2(tip[1], tip[0])
             turn = math.atan2(math.sin(turn), math.cos(turn)) * float(np.sign(base_z[2]))
-            seed = current.copy()
+            seed = q.copy()
             seed[0] += turn
             seed[-1] += turn
-            out.append(seed)
-        out.extend(np.asarray(s, dtype=float) for s in extra)
+            return seed
+
+        if vertical:
+            out.append(facing(current))
+        for s in extra:
+            s = np.asarray(s, dtype=float)
+            out.append(s)
+            # A named pose (e.g. an elbow-up "travel") turned to face the target seeds the
+            # same arm configuration there; seeding only from where the arm is can land on
+            # an over-the-shoulder branch whose descent onto a nest hits the table.
+            if vertical:
+                out.append(facing(s))
         return out
 
     def unwrap_near(self, q: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -104,6 +116,15 @@ class IKSolver:
     def solve(self, target: np.ndarray, current: np.ndarray, extra_seeds: Iterable[np.ndarray] = (),
               accept: Callable[[np.ndarray], bool] | None = None, max_solutions: int = 4) -> np.ndarray:
         """The accepted solution nearest to `current`; raises NoIKSolution with a sentence."""
+        return self.solutions(target, current, extra_seeds, accept, max_solutions)[0]
+
+    def solutions(self, target: np.ndarray, current: np.ndarray, extra_seeds: Iterable[np.ndarray] = (),
+                  accept: Callable[[np.ndarray], bool] | None = None, max_solutions: int = 4) -> list[np.ndarray]:
+        """Distinct accepted solutions, nearest to `current` first; raises NoIKSolution with a sentence.
+
+        Callers that must also clear a path from the solution (a descent onto a
+        nest) try them in order instead of trusting the nearest one.
+        """
         current = np.asarray(current, dtype=float)
         p = target[:3, 3]
         if np.linalg.norm(p - self._shoulder) > self._reach + 1e-6:
@@ -121,6 +142,8 @@ class IKSolver:
             if q is None:
                 continue
             q = self.unwrap_near(q, current)
+            if any(np.allclose(q, f, atol=1e-3) for f in found):
+                continue
             if accept is not None and not accept(q):
                 rejected += 1
                 continue
@@ -132,7 +155,7 @@ class IKSolver:
             why = (f"all {rejected} solutions found collide with the cell" if rejected
                    else "the pose is out of reach or needs joints beyond their limits")
             raise NoIKSolution(f"no IK solution for tool pose at ({p[0]:.3f}, {p[1]:.3f}, {p[2]:.3f}) m: {why}")
-        return min(found, key=lambda q: float(np.sum((q - current) ** 2)))
+        return sorted(found, key=lambda q: float(np.sum((q - current) ** 2)))
 
     def solve_path(self, targets: list[np.ndarray], start: np.ndarray,
                    max_joint_step: float = 0.2) -> list[np.ndarray]:

@@ -15,8 +15,9 @@ retreat); the straight tool paths are IK-solved every few millimetres.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from autolab.devices.ik import IKSolver
 from autolab.devices.kinematics import KinematicChain, parse_urdf, transform
 from autolab.devices.limits import JointLimits
 from autolab.devices.trajectory import Trajectory, time_path
+
+_T = TypeVar("_T")
 
 #: Shrink of a held labware's box at its bottom face: it may touch the surface it is set on.
 SEAT_ALLOWANCE = 0.003
@@ -178,12 +181,34 @@ class MotionPlanner:
     def pose_goal(self, target: np.ndarray, current: np.ndarray, held: Box | None = None,
                   opening: float = 0.0, ignore: Sequence[str] = ()) -> np.ndarray:
         """IK for a tool pose: the collision-free solution nearest the current configuration."""
+        return self.pose_goals(target, current, held, opening, ignore)[0]
+
+    def pose_goals(self, target: np.ndarray, current: np.ndarray, held: Box | None = None,
+                   opening: float = 0.0, ignore: Sequence[str] = (), max_solutions: int = 8) -> list[np.ndarray]:
+        """Collision-free IK solutions for a tool pose, nearest the current configuration first."""
         extra = self.arm.finger_extra(opening)
 
         def clear(q: np.ndarray) -> bool:
             return self.arm.checker.check(q, held, ignore, extra, self._obstacles) is None
 
-        return self.arm.ik.solve(target, current, self.arm.named_poses.values(), accept=clear)
+        return self.arm.ik.solutions(target, current, self.arm.named_poses.values(), accept=clear,
+                                     max_solutions=max_solutions)
+
+    @staticmethod
+    def _first_clear(candidates: Sequence[np.ndarray], attempt: Callable[[np.ndarray], _T]) -> _T:
+        """`attempt` on each candidate in turn; the first that plans, else the nearest one's error.
+
+        The nearest IK solution above a nest may be a branch whose straight
+        descent hits the table; another branch's descent is often clear.
+        """
+        first_error: Exception | None = None
+        for q in candidates:
+            try:
+                return attempt(q)
+            except (CollisionError, NoIKSolution) as exc:
+                first_error = first_error or exc
+        assert first_error is not None
+        raise first_error
 
     # --- paths ------------------------------------------------------------------------------------
     _obstacles: Sequence[Box] = ()
@@ -322,31 +347,44 @@ class MotionPlanner:
 
         g_src, a_src = self.grasp_poses(source, shape, q0)
         try:
-            q_above_src = self.pose_goal(a_src, q0, None, opening)
-            down_src = self.straight(q_above_src, g_src)
+            above_src = self.pose_goals(a_src, q0, None, opening)
         except NoIKSolution as exc:
             raise NoIKSolution(f"cannot reach {source.id}: {exc}") from None
-        self._require_clear(down_src, None, opening, f"grasp at {source.id}")
-        approach = self.joint_path(q0, q_above_src, None, opening, f"approach to {source.id}")
+
+        def pick_from(q_above: np.ndarray):
+            try:
+                down = self.straight(q_above, g_src)
+            except NoIKSolution as exc:
+                raise NoIKSolution(f"cannot reach {source.id}: {exc}") from None
+            self._require_clear(down, None, opening, f"grasp at {source.id}")
+            up = list(reversed(down))
+            self._require_clear(up, held, shape.width, f"lift from {source.id}", moved)
+            return down, up, self.joint_path(q0, q_above, None, opening, f"approach to {source.id}")
+
+        down_src, up_src, approach = self._first_clear(above_src, pick_from)
         q_grasp = down_src[-1]
-        up_src = list(reversed(down_src))
-        self._require_clear(up_src, held, shape.width, f"lift from {source.id}", moved)
 
         g_dst, a_dst = self.grasp_poses(destination, shape, q_grasp)
         try:
-            q_above_dst = self.pose_goal(a_dst, up_src[-1], held, shape.width, moved)
+            above_dst = self.pose_goals(a_dst, up_src[-1], held, shape.width, moved)
         except NoIKSolution as exc:
             raise NoIKSolution(f"cannot reach {destination.id}: {exc}") from None
-        carry = self.joint_path(up_src[-1], q_above_dst, held, shape.width,
-                                f"carry from {source.id} to {destination.id}", moved)
         plan.limits, plan.slow = limits, slow
+
+        def place_from(q_above: np.ndarray):
+            placing = self.place_segments(plan, [q_above], destination, shape, g_dst)
+            carry = self.joint_path(up_src[-1], q_above, held, shape.width,
+                                    f"carry from {source.id} to {destination.id}", moved)
+            return carry, placing
+
+        carry, placing = self._first_clear(above_dst, place_from)
         plan.segments = [
             Segment("approach", self.timed(approach, limits), gripper_after=None),
             Segment("grasp", self._near_slow(down_src, g_src[2, 3] + LINEAR_SLOW_ZONE, limits, slow),
                     gripper_after=0.0),
             Segment("lift", self._near_slow(up_src, g_src[2, 3] + LINEAR_SLOW_ZONE, limits, slow)),
             Segment("carry", self.timed(carry, limits.scaled(carry_scale, carry_scale))),
-            *self.place_segments(plan, [q_above_dst], destination, shape, g_dst),
+            *placing,
         ]
         return plan
 
