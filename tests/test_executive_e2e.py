@@ -28,10 +28,26 @@ RTF = "8.0"
 SIM_TIME = ["-p", "use_sim_time:=true"]
 
 
-@pytest.fixture(scope="module")
-def cell(start_node, tmp_path_factory, domain_id):
-    from support.ros import wait_for
+@pytest.fixture
+def cell(tmp_path_factory, domain_id):
+    """A fresh cell per protocol: runs change the world (a sealed plate stays sealed)."""
+    from support.ros import NodeProcess, wait_for
 
+    started: list[NodeProcess] = []
+
+    def start_node(module: str, **kwargs) -> NodeProcess:
+        proc = NodeProcess(module, domain_id, **kwargs)
+        started.append(proc)
+        return proc
+
+    try:
+        yield _start_cell(start_node, tmp_path_factory, domain_id, wait_for)
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def _start_cell(start_node, tmp_path_factory, domain_id, wait_for):
     data = tmp_path_factory.mktemp("e2e")
     url = f"sqlite:///{data}/runs.db"
     env = {"AUTOLAB_DATA_DIR": str(data)}

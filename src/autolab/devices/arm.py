@@ -162,6 +162,21 @@ class ArmController:
         self._estop.clear()
 
     # --- helpers ----------------------------------------------------------------------------------
+    def await_backend(self, cancel: Callable[[], bool], timeout_s: float = 20.0) -> None:
+        """Wait (bounded, wall clock) for the backend's first joint state.
+
+        A goal can arrive just after the node starts, before the first
+        /joint_states sample from the simulation or the controller: that is a
+        start-up race to wait out, not a failure to report.
+        """
+        end = time.monotonic() + timeout_s
+        while self.backend.joint_state() is None:
+            self._check_interrupts(cancel)
+            if time.monotonic() > end:
+                raise _Abort("BACKEND_FAILURE", f"no joint states from the {self.backend.name} backend within "
+                                                f"{timeout_s:.0f} s (is the {self.backend.name} running?)")
+            time.sleep(self.poll_s)
+
     def current(self) -> np.ndarray:
         st = self.backend.joint_state()
         if st is None:
@@ -297,6 +312,7 @@ class ArmController:
         """A MoveArm goal: kind is 'named', 'joints' or 'pose'."""
         try:
             limits = self.model.limits.scaled(velocity_scale, acceleration_scale)
+            self.await_backend(cancel)
             q0 = self.current()
             held_item = self.inventory.held()
             g = self.backend.gripper()
@@ -349,6 +365,7 @@ class ArmController:
             item_name = item.id
             shape = LabwareShape.of(self.workcell.labware_types[item.type])
             limits = self.model.limits.scaled(velocity_scale, velocity_scale)
+            self.await_backend(cancel)
             q0 = self.current()
             self.phase = "plan"
             self.planner.set_labware_obstacles(self.labware_obstacles())
