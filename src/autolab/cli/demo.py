@@ -28,7 +28,7 @@ from autolab.launcher.supervisor import Supervisor, build_supervisor
 from autolab.paths import data_path
 
 #: The plate-preparation protocol, under the names it has had.
-DEFAULT_PROTOCOLS = ("plate_prep.yaml", "plate_preparation.yaml")
+DEFAULT_PROTOCOLS = ("plate_preparation.yaml",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the cell to come up (default: 60)")
     parser.add_argument("--run-timeout", type=float, default=240.0,
                         help="seconds to wait for the protocol to finish (default: 240)")
-    parser.add_argument("--real-time-factor", type=float, default=0.0,
-                        help="simulated seconds per wall-clock second; 0 (default) runs the simulation as fast "
-                             "as the machine allows, so the demo's length depends on the CPU, not on the "
-                             "protocol's simulated duration")
+    parser.add_argument("--real-time-factor", type=float, default=4.0,
+                        help="simulated seconds per wall-clock second (default: 4). 0 runs the simulation as "
+                             "fast as the machine allows, which outruns the arm's closed-loop sensing on a "
+                             "small machine: placements then miss their tolerance")
     parser.add_argument("--instrument-time-scale", type=float, default=20.0,
                         help="simulated instrument seconds per wall-clock second (default: 20, so the "
                              "protocol's 60 s incubation takes 3 s)")

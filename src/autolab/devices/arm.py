@@ -461,11 +461,16 @@ class ArmController:
             return rest
         seen = self.locate(item_id)
         if seen is None:
+            self.log(f"place: no fresh pose of {item_id} in the fingers; releasing at the nominal place")
             return rest
         tcp = self.model.chain.fk(self.current())
         dx, dy = tcp[0, 3] - seen.x, tcp[1, 3] - seen.y
         off_mm = 1000.0 * math.hypot(dx, dy)
-        if off_mm < 0.3 or off_mm > self.tol.locate_mm:
+        if off_mm < 0.3:
+            return rest
+        if off_mm > self.tol.locate_mm:
+            self.log(f"place: {item_id} seen {off_mm:.1f} mm from the fingers (more than "
+                     f"{self.tol.locate_mm:.0f} mm: not trusted); releasing at the nominal place")
             return rest
         try:
             fixed = self.planner.corrected_place(plan, self.current(), dst, shape, dx, dy)

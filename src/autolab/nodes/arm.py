@@ -125,6 +125,7 @@ class SimArmBackend(ArmBackend):
         self._gripper: ArmState | None = None
         self._poses: dict[str, LabwarePose] = {}
         self._poses_seq = 0
+        self._poses_stamp = 0.0
         self._poses_cv = threading.Condition()
         self._end_time: float | None = None
         node.create_subscription(ArmState, "sim/gripper/state", self._on_gripper, SAMPLES)
@@ -138,6 +139,7 @@ class SimArmBackend(ArmBackend):
         with self._poses_cv:
             self._poses = {p.labware.id: p for p in msg.items}
             self._poses_seq += 1
+            self._poses_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             self._poses_cv.notify_all()
 
     def execute(self, trajectory: Trajectory) -> None:
@@ -178,11 +180,19 @@ class SimArmBackend(ArmBackend):
             return dict(self._poses)
 
     def locate(self, item_id: str) -> SensedPose | None:
-        """The item's ground-truth pose from a sample taken after this call (waits up to 2 s)."""
+        """The item's ground-truth pose from a sample the sim took after this call; None if none comes.
+
+        Freshness is judged by the sample's own (sim) stamp against the latest
+        joint state's, not by arrival: with the sim several times faster than
+        real time a loaded machine delivers samples late, and a stale pose
+        would shift the release the wrong way. Waits up to 5 s of wall time.
+        """
+        t_call = self.now()
         with self._poses_cv:
             seq = self._poses_seq
-            self._poses_cv.wait_for(lambda: self._poses_seq >= seq + 2, timeout=2.0)
-            p = self._poses.get(item_id)
+            fresh = self._poses_cv.wait_for(
+                lambda: self._poses_seq >= seq + 1 and self._poses_stamp >= t_call, timeout=5.0)
+            p = self._poses.get(item_id) if fresh else None
         if p is None:
             return None
         o = p.pose.pose.orientation
