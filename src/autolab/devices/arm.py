@@ -121,6 +121,9 @@ class Tolerances:
     stopped_rad_s: float = 0.01  # and every joint slower than this: the arm is at rest
     settle_s: float = 1.5  # sim seconds after a trajectory's end to reach the goal
     gripper_s: float = 4.0  # sim seconds for the gripper to open or close
+    # Commands start on receipt, but waits are timed from sending: on a loaded machine with the sim
+    # several times faster than real time, delivery alone can take a few sim seconds.
+    delivery_s: float = 6.0
     place_mm: float = 5.0
     place_deg: float = 3.0
     drop_s: float = 0.25  # contact lost this long (backend seconds) while carrying: dropped
@@ -239,7 +242,8 @@ class ArmController:
                     and float(np.max(np.abs(st[1]))) < self.tol.stopped_rad_s)
 
         try:
-            self._wait(arrived, traj.duration + self.tol.settle_s, cancel, "the arm to reach its goal", tick)
+            self._wait(arrived, traj.duration + self.tol.settle_s + self.tol.delivery_s, cancel,
+                       "the arm to reach its goal", tick)
             self.log(f"{self.phase}: arrived at t={self.backend.now():.3f}")
         except _Abort as exc:
             self.log(f"{self.phase}: {exc.code} at t={self.backend.now():.3f}: {exc}")
@@ -294,7 +298,7 @@ class ArmController:
             return bool(a and b) and abs(sum(a) / len(a) - sum(b) / len(b)) < 3e-4
 
         try:
-            self._wait(settled, self.tol.gripper_s, cancel, "the gripper")
+            self._wait(settled, self.tol.gripper_s + self.tol.delivery_s, cancel, "the gripper")
         except _Abort as exc:
             # Closing that never settles is judged by the grasp check that follows; opening must finish.
             if exc.code != "TIMEOUT" or opening > 0:
