@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,14 +182,16 @@ def plot_plate(m: MeasurementRecord, path: Path) -> Path | None:
                     ax.text(
                         c,
                         r,
-                        f"{arr[r, c]:.2f}",
+                        f"{arr[r, c]:.3f}",
                         ha="center",
                         va="center",
                         fontsize=6,
                         color="white" if im.norm(arr[r, c]) < 0.6 else "black",
                     )
     settings = ", ".join(f"{k}={v}" for k, v in sorted(m.metadata.items()) if isinstance(v, int | float | str))
-    ax.set_title(f"{m.device} {m.kind} of {m.labware or '?'}" + (f"\n{settings}" if settings else ""), fontsize=9)
+    # Settings can be long (labware type, units, wavelength...): wrap them so the title is never clipped.
+    wrapped = "\n".join(textwrap.wrap(settings, 90)) if settings else ""
+    ax.set_title(f"{m.device} {m.kind} of {m.labware or '?'}" + (f"\n{wrapped}" if wrapped else ""), fontsize=9)
     fig.colorbar(im, ax=ax, label=m.units or "value", shrink=0.8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
