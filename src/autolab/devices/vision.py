@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from autolab.devices.errors import VisionError
+from autolab.devices.kinematics import quaternion_of
 
 
 @dataclass(frozen=True)
@@ -77,21 +78,7 @@ class MarkerObservation:
 
 def rotation_to_quaternion(r: np.ndarray) -> tuple[float, float, float, float]:
     """(x, y, z, w) of a rotation matrix (Shepperd's method, stable near 180 degrees)."""
-    m = np.asarray(r, dtype=np.float64)
-    tr = np.trace(m)
-    if tr > 0:
-        s = math.sqrt(tr + 1.0) * 2
-        w, x, y, z = 0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        w, x, y, z = (m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s
-    elif m[1, 1] > m[2, 2]:
-        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        w, x, y, z = (m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s
-    else:
-        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        w, x, y, z = (m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s
-    return (x, y, z, w)
+    return quaternion_of(np.asarray(r, dtype=np.float64))
 
 
 _DICTIONARIES = {name: getattr(cv2.aruco, name) for name in dir(cv2.aruco) if name.startswith("DICT_")}
