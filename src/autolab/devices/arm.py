@@ -289,6 +289,10 @@ class ArmController:
                 return abs(g.opening - opening) < 0.003
             if g.opening < 0.001:
                 return True  # shut on nothing
+            # The command may still be on its way (the sim runs faster than real time): fingers that
+            # have not started to close are not "stopped on labware". Wait until they have moved.
+            if last[0][1] - g.opening < 0.002:
+                return False
             # Closing on labware: settled when the fingers have stopped. Force-limited fingers squeezing
             # labware chatter a little, so compare the mean opening of the last two 0.1 s windows.
             if now - t_cmd < 0.3 or last[0][0] > now - 0.2:
