@@ -410,6 +410,7 @@ class ArmNode(Node):
     # --- goals ----------------------------------------------------------------------------------------
     def _start_goal(self, handle, operation: str) -> str:
         """'' when the goal may run; otherwise why not (then the goal is aborted with that sentence)."""
+        self.safety.await_state()
         refusal = self._refusal()
         if refusal:
             return refusal

@@ -173,6 +173,7 @@ class ConveyorNode(Node):
         goal: ConveyorMove.Goal = handle.request
         result = R()
         code, msg = "NONE", ""
+        self.safety.await_state()
         if not self.safety.motion_allowed:
             code, msg = "ESTOP", f"motion refused: {self.safety.reason()}"
         elif not self._busy.acquire(blocking=False):

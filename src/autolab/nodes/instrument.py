@@ -310,6 +310,7 @@ class InstrumentNode(Node):
         return result
 
     def _run(self, goal_handle, goal: InstrumentRun.Goal) -> OperationResult:
+        self.safety.await_state()
         if not self.safety.motion_allowed:
             raise GoalFailed(R.ESTOP, f"refused: {self.safety.reason()}")
         params = params_from_msg(goal.parameters)

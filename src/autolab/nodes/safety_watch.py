@@ -26,6 +26,7 @@ class SafetyWatch:
     ) -> None:
         self._lock = threading.Lock()
         self._state: SafetyState | None = None
+        self._first = threading.Event()
         self._on_stop = on_stop
         self._require = require_safety
         self._sub = node.create_subscription(SafetyState, topic, self._on_state, LATCHED)
@@ -34,8 +35,18 @@ class SafetyWatch:
         with self._lock:
             was_allowed = self._state is None or self._state.motion_allowed
             self._state = msg
+        self._first.set()
         if was_allowed and not msg.motion_allowed and self._on_stop is not None:
             self._on_stop(self.reason())
+
+    def await_state(self, timeout: float = 10.0) -> bool:
+        """Wait (bounded) for the first safety state; True once one has arrived.
+
+        Call it where blocking is allowed (an action's execute thread), before
+        judging a goal: a goal sent right after start-up can come before the
+        latched state has been delivered, and refusing it then would be a race.
+        """
+        return not self._require or self._first.wait(timeout)
 
     @property
     def motion_allowed(self) -> bool:
