@@ -170,7 +170,7 @@ def test_a_start_document_for_an_unknown_run_creates_the_run_and_bad_json_is_ref
 def test_documents_flow_on_sim_time_even_before_any_clock_is_published(cell, start_node, client_node):
     store, spin = cell["store"], cell["spin"]
     seen: list[RunEvent] = []
-    client_node.create_subscription(RunEvent, "/recorder_sim/documents", seen.append, EVENTS)
+    sub = client_node.create_subscription(RunEvent, "/recorder_sim/documents", seen.append, EVENTS)
     start_node(
         "autolab.nodes.recorder",
         name="recorder_sim",
@@ -190,10 +190,21 @@ def test_documents_flow_on_sim_time_even_before_any_clock_is_published(cell, sta
     wait_for(
         lambda: client_node.count_publishers("/recorder_sim/documents") > 0, 30, "the sim-time recorder", spin=spin
     )
+    # Seeing the publisher is not enough: the documents topic is volatile, so wait until the
+    # recorder's side has matched this subscription too (discovery is slow on a loaded machine).
+    wait_for(lambda: sub.get_publisher_count() > 0, 30, "the recorder to match this subscription", spin=spin)
     run_id = store.create_run("paused_sim", "steps: []", {}, "dave", "wc")
     docs = RunDocuments(run_id, store)
     docs.start()
-    wait_for(lambda: any(e.run_id == run_id for e in seen), 20, "the start document with no /clock", spin=spin)
+    try:
+        wait_for(lambda: any(e.run_id == run_id for e in seen), 10, "the start document", spin=spin)
+    except TimeoutError:
+        # The topic is volatile: the start document can go out before the recorder's writer has
+        # matched this reader (discovery is not symmetric in time). The stop, emitted now, must flow too.
+        docs.stop("success")
+        wait_for(lambda: any(e.run_id == run_id for e in seen), 45,
+                 f"a document of {run_id} with no /clock (received: "
+                 f"{sorted({(e.run_id, e.doc_type) for e in seen})[:6]})", spin=spin)
 
 
 @pytest.mark.timeout(90)
