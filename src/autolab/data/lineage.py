@@ -12,6 +12,7 @@ well); it belongs to the history of every well of that labware.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -225,3 +226,28 @@ def format_report(report: LineageReport) -> str:
         stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         lines.append(f"  {stamp}Z  {kind:<12} {text}")
     return "\n".join(lines)
+
+
+def reagents_held(store, labware: str, max_depth: int = 32) -> Callable[[str | None], list[str]]:
+    """well -> the reagents in it, in the order they arrived, from the store's lineage of `labware`.
+
+    Reagents are what entered from outside the tracked labware (dispenses); liquid moved between
+    wells carries the reagents of its source well at that time. One lineage query per plate.
+    """
+    rows = [e.record for e in store.lineage(labware).entries if e.direction == "ancestor"]
+
+    def held(lw: str, well: str | None, before: float, depth: int) -> list[str]:
+        names: list[str] = []
+        for r in rows:
+            if r.dest_labware != lw or r.at > before or (well and r.dest_well and r.dest_well != well):
+                continue
+            if r.source_labware is None:
+                found = [r.material]
+            elif depth < max_depth:  # also what stops a cycle of transfers at one instant
+                found = held(r.source_labware, r.source_well, r.at, depth + 1)
+            else:
+                found = []
+            names += [n for n in found if n not in names]
+        return names
+
+    return lambda well: held(labware, well.upper() if well else None, float("inf"), 0)

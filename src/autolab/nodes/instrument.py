@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from diagnostic_msgs.msg import KeyValue
@@ -401,7 +400,9 @@ class InstrumentNode(Node):
             source = data.get("source_labware")
             sources = list(data.get("source_wells") or [])
             sources = sources if len(sources) == len(wells) else sources[:1] * len(wells)
-            held = _reagents_held(store, source) if source else lambda _well: []
+            from autolab.data.lineage import reagents_held
+
+            held = reagents_held(store, source) if source else lambda _well: []
             materials = [" + ".join(held(src) or ["unknown"]) for src in sources]
         store.record_lineage_many(run_id, [
             {"dest_labware": data.get("labware_id", ""), "dest_well": well, "source_labware": source,
@@ -413,31 +414,6 @@ class InstrumentNode(Node):
         self.backend.close()
         if self._store is not None:
             self._store.close()
-
-
-def _reagents_held(store, labware: str, max_depth: int = 32) -> Callable[[str | None], list[str]]:
-    """well -> the reagents in it, in the order they arrived, from the store's lineage of `labware`.
-
-    Reagents are what entered from outside the tracked labware (dispenses); liquid moved between
-    wells carries the reagents of its source well at that time. One lineage query per plate.
-    """
-    rows = [e.record for e in store.lineage(labware).entries if e.direction == "ancestor"]
-
-    def held(lw: str, well: str | None, before: float, depth: int) -> list[str]:
-        names: list[str] = []
-        for r in rows:
-            if r.dest_labware != lw or r.at > before or (well and r.dest_well and r.dest_well != well):
-                continue
-            if r.source_labware is None:
-                found = [r.material]
-            elif depth < max_depth:  # also what stops a cycle of transfers at one instant
-                found = held(r.source_labware, r.source_well, r.at, depth + 1)
-            else:
-                found = []
-            names += [n for n in found if n not in names]
-        return names
-
-    return lambda well: held(labware, well.upper() if well else None, float("inf"), 0)
 
 
 def _workcell_device(device_id: str):
