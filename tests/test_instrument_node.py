@@ -75,7 +75,7 @@ def place(client, pub, device: str, labware_id: str) -> None:
 
 
 def param(name: str, value, unit: str = ""):
-    from autolab.nodes.instrument import param_msg
+    from autolab.nodes.params import param_msg
 
     return param_msg(name, value, unit)
 

@@ -92,7 +92,7 @@ def state(client, predicate, timeout=15.0):
 
 
 def read(client, wells: str = "A1,B2"):
-    from autolab.nodes.instrument import param_msg
+    from autolab.nodes.params import param_msg
     from autolab_interfaces.action import InstrumentRun
 
     goal = InstrumentRun.Goal(

@@ -30,7 +30,7 @@ from autolab.executive.errors import BTXMLError, ExecutiveError
 from autolab.executive.preflight import CellFacts, PreflightFailed, preflight
 from autolab.executive.scheduler import Executive, Run
 from autolab.model.protocol import ParameterError, Protocol, ProtocolError, load_protocol, parse_protocol
-from autolab.nodes.instrument import param_msg, params_from_msg
+from autolab.nodes.params import param_msg, params_from_msg
 from autolab.nodes.qos import LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab_interfaces.action import InstrumentRun, RunProtocol, Transfer
