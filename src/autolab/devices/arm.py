@@ -127,6 +127,7 @@ class Tolerances:
     place_mm: float = 5.0
     place_deg: float = 3.0
     drop_s: float = 0.25  # contact lost this long (backend seconds) while carrying: dropped
+    stall_mm: float = 3.0  # fingers this far off the width they stalled at on the item: it left them
     locate_mm: float = 15.0  # a sensed item further than this from its location is not picked there
     locate_deg: float = 5.0
     wall_factor: float = 4.0  # a wall-clock bound on every wait: sim seconds * factor + 10 s
@@ -361,6 +362,7 @@ class ArmController:
                  feedback: Callable[[str, float], None], velocity_scale: float = 0.0) -> Outcome:
         """A Transfer goal: pick `item_id` (or whatever is there) at source and place it at destination."""
         held_now = False
+        grip_opening: float | None = None
         item_name = item_id
         try:
             for lid, role in ((source, "source"), (destination, "destination")):
@@ -398,7 +400,7 @@ class ArmController:
                 def fb(p: float, seg=seg, done_before=done_before) -> None:
                     feedback(seg.phase, (done_before + p * seg.trajectory.duration) / max(total, 1e-6))
 
-                watch = self._drop_watch(item.id) if held_now else None
+                watch = self._drop_watch(item.id, grip_opening) if held_now else None
                 self._run(seg.trajectory, cancel, fb, watch)
                 done_before += seg.trajectory.duration
                 if seg.phase == "grasp":
@@ -411,6 +413,7 @@ class ArmController:
                                                      f"closed on {what}")
                     self.inventory.picked(item.id)
                     held_now = True
+                    grip_opening = g.opening
                 elif seg.phase == "place":
                     self._gripper(plan.open_width, cancel)
                     held_now = False
@@ -445,21 +448,37 @@ class ArmController:
             return loc
         return replace(loc, pose=type(p)(seen.x, seen.y, p.z, p.yaw + d_yaw))
 
-    def _drop_watch(self, item_id: str) -> Callable[[], None]:
+    def _drop_watch(self, item_id: str, grip_opening: float | None) -> Callable[[], None]:
+        """A check run while carrying: raises DROPPED once the item has left the fingers.
+
+        Contact sensing alone is not trusted: fingers squeezing a plate through
+        a fast carry lose contact for a tenth of a second or so while the
+        plate stays between them. An item has left only when contact is gone
+        for `drop_s` and the fingers, where their opening is measured, have
+        moved off the width they stalled at on the item (closed past it: it slid
+        out; opened: it was let go). A stall-sensing gripper on hardware reports
+        the same.
+        """
         since: list[float | None] = [None]  # when the fingers last stopped sensing the item
+        stall = self.tol.stall_mm / 1000.0
+
+        def still_held(g: GripperSensing) -> bool:
+            if g.holding:
+                return True
+            return grip_opening is not None and g.opening is not None and abs(g.opening - grip_opening) <= stall
 
         def watch() -> None:
             g = self.backend.gripper()
             now = self.backend.now()
-            if g is None or g.holding:
+            if g is None or still_held(g):
                 since[0] = None
                 return
             since[0] = now if since[0] is None else since[0]
-            # Fingers squeezing labware chatter; only a sustained loss of contact is a drop.
             if now - since[0] >= self.tol.drop_s:
                 self.backend.stop()
                 self.inventory.lost(item_id)
-                raise _Abort("DROPPED", f"{item_id} was lost from the gripper during {self.phase}")
+                opening = "" if g.opening is None else f" (fingers at {1000 * g.opening:.1f} mm)"
+                raise _Abort("DROPPED", f"{item_id} was lost from the gripper during {self.phase}{opening}")
 
         return watch
 

@@ -330,7 +330,7 @@ class _Builder:
                     joint1=j.name,
                     joint2=j.mimic[0],
                     polycoef=_fmt((offset, mult, 0, 0, 0)),
-                    solref="0.004 1",
+                    solref="0.01 1",
                 )
                 continue
             if j.name in fingers:
