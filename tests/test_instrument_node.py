@@ -269,6 +269,48 @@ def test_cancel_stops_a_running_read(cell):
     )
 
 
+COLUMN_MAJOR = [f"{row}{col}" for col in range(1, 13) for row in "ABCDEFGH"]  # as "A1:H12" expands
+
+
+def stop_after_columns(client, device: str, plate: str, columns: int, stop) -> tuple[object, list[str]]:
+    """Dispense into every well, call `stop(handle)` once `columns` columns are done; (result, wells filled)."""
+    from autolab_interfaces.action import InstrumentRun
+    from autolab_interfaces.srv import GetWellContents
+
+    goal = InstrumentRun.Goal(
+        operation="dispense",
+        parameters=[param("reagent", "water"), param("dest_wells", "A1:H12"), param("volume_ul", 10.0)],
+    )
+    feedback = []
+    handle = client.send_goal(InstrumentRun, f"/{device}/run", goal, feedback=feedback.append)
+    running = f"pipetting column {columns + 1} of 12"
+    client.spin_until(lambda: any(f.phase == running for f in feedback), timeout=20.0, what=running)
+    stop(handle)
+    _status, result = client.result(handle, timeout=10.0)
+    contents = client.call(GetWellContents, "/sim/liquids/get_contents", GetWellContents.Request(labware_id=plate))
+    return result, [w.well for w in contents.wells]
+
+
+def test_cancelled_dispense_keeps_the_columns_done_and_the_records_say_which(cell, store_url):
+    from autolab.data.store import RunStore
+    from autolab_interfaces.action import InstrumentRun
+
+    client, pub = cell
+    place(client, pub, "liquid_handler1", "plate4")
+    result, filled = stop_after_columns(client, "liquid_handler1", "plate4", 2, client.cancel)
+    assert result.error_code == InstrumentRun.Result.CANCELED, result.error_msg
+    # Whole columns, in order: the ones done before the cancel; the rest never happen.
+    n = len(filled)
+    assert 16 <= n < 96 and n % 8 == 0 and set(filled) == set(COLUMN_MAJOR[:n])
+    assert f"done before the stop: {n // 8} of 12 column(s), {n} well(s) (A1, B1," in result.error_msg
+    store = RunStore.open(store_url)
+    record = store.get_measurement(result.data.record_id)
+    assert record.kind == "liquid_transfer" and record.data["status"] == "aborted"
+    assert set(record.data["wells_done"]) == set(filled)
+    lineage = [r for r in store.lineage_records(result.data.run_id) if r.dest_labware == "plate4"]
+    assert {r.dest_well for r in lineage} == set(filled)
+
+
 def test_estop_aborts_a_running_operation_and_refuses_new_ones_until_reset(cell, start_node):
     from autolab.nodes.qos import LATCHED
     from autolab_interfaces.action import InstrumentRun
@@ -280,16 +322,12 @@ def test_estop_aborts_a_running_operation_and_refuses_new_ones_until_reset(cell,
     client.wait_message(SafetyState, "/safety/state", LATCHED, timeout=20.0)
     place(client, pub, "liquid_handler1", "plate3")
     # 96 wells take 12 columns x 6 s of pipetting: ~4 s of wall time at time_scale 20, long enough to stop.
-    goal = InstrumentRun.Goal(
-        operation="dispense",
-        parameters=[param("reagent", "water"), param("dest_wells", "A1:H12"), param("volume_ul", 10.0)],
+    estop = EStop.Request(source="test", reason="hand in the liquid handler")
+    result, filled = stop_after_columns(
+        client, "liquid_handler1", "plate3", 1, lambda _handle: client.call(EStop, "/safety/estop", estop)
     )
-    feedback = []
-    handle = client.send_goal(InstrumentRun, "/liquid_handler1/run", goal, feedback=feedback.append)
-    client.spin_until(lambda: bool(feedback), timeout=10.0, what="feedback of the running dispense")
-    client.call(EStop, "/safety/estop", EStop.Request(source="test", reason="hand in the liquid handler"))
-    _status, result = client.result(handle, timeout=10.0)
     assert result.error_code == InstrumentRun.Result.ESTOP and "hand in the liquid handler" in result.error_msg
+    assert 8 <= len(filled) < 96 and f"{len(filled)} well(s)" in result.error_msg  # the columns done stay done
     refused = run(client, "liquid_handler1", "open_door")
     assert refused.error_code == InstrumentRun.Result.ESTOP
     client.call(EStop, "/safety/reset", EStop.Request(source="test"))

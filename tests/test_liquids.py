@@ -184,6 +184,8 @@ def test_reader_reads_the_shared_liquid_world():
     for i in (lh, reader):
         i.backend.set_occupant("plate9")
     lh.start("dispense", {"reagent": "brilliant_blue_stock", "dest_wells": "A1", "volume_ul": 200})
+    clock.t += 9  # 3 s set-up + one 6 s column: the liquid is in the plate when the column is done
+    assert lh.backend.progress().done
     reader.start("read_absorbance", {"wavelength_nm": 630, "wells": ["A1", "A2"]})
     clock.t += 60
     res = reader.backend.result()

@@ -248,3 +248,24 @@ def test_bad_parameters_stop_the_node_at_start_with_a_sentence_naming_them(start
     assert proc.proc.returncode == 1
     out = proc.output()
     assert "cannot start" in out and named in out, out[-2000:]
+
+
+def test_reset_empties_the_wells_the_liquid_services_filled(fresh):
+    from std_srvs.srv import Trigger
+
+    from autolab_interfaces.srv import GetWellContents, LiquidTransfer
+
+    client = fresh
+    req = LiquidTransfer.Request(dest_labware="plate1", dest_wells=["A1", "B2"], volumes_ul=[50.0, 20.0],
+                                 reagent="tartrazine_stock")
+    res = client.call(LiquidTransfer, "/sim/liquids/transfer", req, timeout=10.0)
+    assert res.error_code == LiquidTransfer.Response.OK, res.message
+    got = client.call(GetWellContents, "/sim/liquids/get_contents", GetWellContents.Request(labware_id="plate1"),
+                      timeout=10.0)
+    assert got.success and {w.well: w.volume_ul for w in got.wells} == {"A1": 50.0, "B2": 20.0}
+
+    reset = client.call(Trigger, "/sim/reset", timeout=10.0)
+    assert reset.success and "wells empty" in reset.message
+    got = client.call(GetWellContents, "/sim/liquids/get_contents", GetWellContents.Request(labware_id="plate1"),
+                      timeout=10.0)
+    assert got.success and list(got.wells) == []

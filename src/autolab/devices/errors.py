@@ -7,9 +7,18 @@ the request was invalid before anything was sent).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DeviceError(RuntimeError):
-    """Base of every error raised by a device driver, frontend or emulator."""
+    """Base of every error raised by a device driver, frontend or emulator.
+
+    `partial` is set (in-process only; a serial link carries just the message) when an operation
+    failed part-way after some of its effect really happened: the `OperationResult` of what it did,
+    so the node can record it like a result. None when nothing happened or nothing is known.
+    """
+
+    partial: Any = None
 
 
 # --- communication ----------------------------------------------------------------
@@ -64,7 +73,11 @@ class DeviceFault(DeviceError):
 
 
 class LiquidHandlingError(DeviceError):
-    """A transfer would overflow or underflow a well; nothing was transferred."""
+    """A transfer would overflow or underflow a well.
+
+    Refused before anything moved, or (the wells changed under a running operation) stopped
+    part-way: then the message names the wells already done, and `partial` holds them.
+    """
 
 
 # --- motion (arm kinematics, planning, trajectories, conveyor) ------------------

@@ -16,8 +16,9 @@ from typing import Any
 import py_trees
 from py_trees.common import Status
 
-from autolab.executive.context import RunContext, Wait
+from autolab.executive.context import PARK_SUFFIX, ParkRequest, RunContext, Wait
 from autolab.executive.devices import DeviceCall, DeviceHandle, DeviceResult
+from autolab.executive.recovery import NEVER_RECOVER, Decision
 from autolab.model.protocol import Concrete
 
 
@@ -48,7 +49,13 @@ class StepBehaviour(py_trees.behaviour.Behaviour):
 
 
 class DeviceStep(StepBehaviour):
-    """transfer / instrument / dispense: one device call with reservations and recovery."""
+    """transfer / instrument / dispense: one device call with reservations and recovery.
+
+    A transfer blocked in a plate deadlock may be asked (`ctx.park`, set by the scheduler) to park
+    its plate first: it moves the plate to the parking place as a transfer of its own (path
+    `<step>.park`, same reservations, records and recovery as any transfer), then waits for its
+    destination again and later starts from the parking place.
+    """
 
     def __init__(self, ctx: RunContext, step: Concrete, make_call: Callable[[RunContext], DeviceCall],
                  estimate_s: float) -> None:
@@ -64,8 +71,13 @@ class DeviceStep(StepBehaviour):
         self._call: DeviceCall | None = None
         self._deadline = 0.0
         self._until = 0.0
+        self._busy_until = 0.0
         self._failures = 0
         self._ack_id = ""
+        self._parking: ParkRequest | None = None  # the park whose call is `_call` (or that is retried)
+        self._park_failures = 0
+        #: the call this leaf waits to start, while its reservations are refused (the scheduler looks)
+        self.blocked_call: DeviceCall | None = None
 
     def initialise(self) -> None:
         self._reset()
@@ -88,11 +100,15 @@ class DeviceStep(StepBehaviour):
             ctx.clear_ack(self._ack_id)
             self._phase = "reserve"
         if self._phase == "reserve":
+            park = ctx.park
+            if park is not None and park.step == self.path and park.state == "requested":
+                return self._park(park, now)
             return self._reserve_and_start(now)
         return self._follow(now)
 
     def _reserve_and_start(self, now: float) -> Status:
         ctx = self.ctx
+        self._phase, self._parking = "reserve", None
         if ctx.paused:
             ctx.waits[self.path] = Wait(self.path, "operator:resume", "", "paused by an operator; resume to go on")
             return Status.RUNNING
@@ -100,34 +116,70 @@ class DeviceStep(StepBehaviour):
             call = self._make_call(ctx)
         except LookupError as exc:
             return self._fail("INVALID_GOAL", str(exc))
+        parked = ctx.parked.get(self.path)
+        if parked and call.kind == "transfer" and ctx.tracker.location(call.labware) == parked:
+            call.source = parked  # the executive moved the plate since the protocol named its source
         resources, occupied = step_resources(ctx, call)
         blockers = ctx.reservations.try_acquire(ctx.holder(self.path), resources, occupied)
         if blockers:
             b = blockers[0]
+            self.blocked_call = call
             ctx.waits[self.path] = Wait(self.path, b.resource, b.holder.run_id, b.sentence())
             return Status.RUNNING
+        return self._start(call, now)
+
+    def _park(self, park: ParkRequest, now: float) -> Status:
+        """Move the plate to the parking place: a transfer like any other, started without blocking."""
+        ctx = self.ctx
+        self._phase, self._parking = "reserve", park
+        if ctx.paused:
+            ctx.waits[self.path] = Wait(self.path, "operator:resume", "", "paused by an operator; resume to go on")
+            return Status.RUNNING
+        if ctx.tracker.location(park.labware) != park.source:  # moved meanwhile: the scheduler looks again
+            ctx.park = None
+            return self._reserve_and_start(now)
+        call = DeviceCall("transfer", "arm", "transfer", park.labware, park.source, park.destination, {},
+                          ctx.run_id, park.path)
+        resources, occupied = step_resources(ctx, call)
+        blockers = ctx.reservations.try_acquire(ctx.holder(park.path), resources, occupied)
+        if any(b.resource == f"location:{park.destination}" for b in blockers):
+            ctx.park = None  # another run took the parking place first: the scheduler picks another
+            return self._reserve_and_start(now)
+        if blockers:
+            b = blockers[0]
+            ctx.waits[self.path] = Wait(self.path, b.resource, b.holder.run_id,
+                                        f"to park '{park.labware}' in {park.destination}: {b.sentence()}")
+            return Status.RUNNING
+        return self._start(call, now)
+
+    def _start(self, call: DeviceCall, now: float) -> Status:
+        """Start a call whose reservations are held (under `call.step_id`), unless the device is busy."""
+        ctx, key = self.ctx, call.step_id
+        self.blocked_call = None
         busy = ctx.backend.busy(call.device)
         if busy:  # e.g. a goal sent before a restart is still running: wait it out, bounded
-            ctx.reservations.release(ctx.holder(self.path))
-            if self._until == 0.0:
-                self._until = now + self.timeout_s
-                ctx.clock.wake_at(self._until)
-            if now > self._until:
+            ctx.reservations.release(ctx.holder(key))
+            if self._busy_until == 0.0:
+                self._busy_until = now + self.timeout_s
+                ctx.clock.wake_at(self._busy_until)
+            if now > self._busy_until:
+                if self._parking is not None:
+                    return self._give_up_park(f"{busy} for longer than {self.timeout_s:g} s", now)
                 return self._fail("TIMEOUT", f"{busy} for longer than {self.timeout_s:g} s")
             ctx.waits[self.path] = Wait(self.path, f"device:{call.device}", "", f"waiting: {busy}")
             ctx.clock.wake_at(now + 1.0)
             return Status.RUNNING
         ctx.waits.pop(self.path, None)
+        self._busy_until = 0.0
         self._call = call
         self._handle = ctx.backend.start(call)
         self._deadline = now + self.timeout_s
         ctx.clock.wake_at(self._deadline)
         self._phase = "running"
-        ctx.active.add(self.path)
-        ctx.in_flight[self.path] = {"kind": call.kind, "device": call.device, "operation": call.operation,
-                                    "labware": call.labware, "source": call.source,
-                                    "destination": call.destination}
-        ctx.log("step_started", self.path, **call_record(call))
+        ctx.active.add(key)
+        ctx.in_flight[key] = {"kind": call.kind, "device": call.device, "operation": call.operation,
+                              "labware": call.labware, "source": call.source, "destination": call.destination}
+        ctx.log("step_started", key, **call_record(call))
         ctx.changed()
         return Status.RUNNING
 
@@ -141,12 +193,15 @@ class DeviceStep(StepBehaviour):
             result = DeviceResult(False, 0, "TIMEOUT", f"no result within {self.timeout_s:g} s; goal canceled")
         else:
             result = handle.result()
-        ctx.reservations.release(ctx.holder(self.path))
-        ctx.active.discard(self.path)
-        ctx.in_flight.pop(self.path, None)
+        ctx.reservations.release(ctx.holder(call.step_id))
+        ctx.active.discard(call.step_id)
+        ctx.in_flight.pop(call.step_id, None)
+        if self._parking is not None:
+            return self._park_done(self._parking, call, result, now)
         if result.ok:
             if call.kind == "transfer":
                 ctx.tracker.moved(call.labware, result.placed_at or call.destination, ctx.run_id)
+                ctx.parked.pop(self.path, None)
             ctx.outputs[self.step.id] = dict(result.outputs)
             ctx.outputs[self.path] = dict(result.outputs)
             return self._succeed(**call_record(call), outputs=result.outputs, units=result.units,
@@ -155,39 +210,84 @@ class DeviceStep(StepBehaviour):
         decision = ctx.recovery.decide(result.error_name, self._failures)
         ctx.log("device_error", self.path, **call_record(call), error=result.error_name, message=result.error_msg,
                 decision=decision.action)
+        if decision.action in ("retry", "operator"):
+            return self._recover(decision, call, result, now, self.path, self._failures)
+        if decision.action == "skip":
+            return self._succeed(skipped=True, error=result.error_name)
+        return self._fail(result.error_name, f"{call.device}: {result.error_msg}")
+
+    def _recover(self, decision: Decision, call: DeviceCall, result: DeviceResult, now: float, key: str,
+                 failures: int) -> Status:
+        """Wait (backoff or an operator's acknowledgement), then try the call again."""
+        ctx = self.ctx
         if decision.action == "retry":
             self._phase, self._until = "backoff", now + decision.delay_s
             ctx.clock.wake_at(self._until)
             ctx.waits[self.path] = Wait(self.path, "backoff", "", decision.reason)
             return Status.RUNNING
-        if decision.action == "skip":
-            return self._succeed(skipped=True, error=result.error_name)
-        if decision.action == "operator":
-            self._phase = "operator"
-            self._ack_id = f"{self.path}#{self._failures}"
-            self._until = now + ctx.recovery.operator_timeout_s
-            ctx.clock.wake_at(self._until)
-            msg = (f"{call.device} failed in step '{self.path}' ({result.error_name}: {result.error_msg}); "
-                   f"fix it and acknowledge '{self._ack_id}' to try again")
-            ctx.waits[self.path] = Wait(self.path, f"operator:ack {self._ack_id}", "", msg)
-            ctx.request_ack(self._ack_id, msg)
+        self._phase = "operator"
+        self._ack_id = f"{key}#{failures}"
+        self._until = now + ctx.recovery.operator_timeout_s
+        ctx.clock.wake_at(self._until)
+        msg = (f"{call.device} failed in step '{key}' ({result.error_name}: {result.error_msg}); "
+               f"fix it and acknowledge '{self._ack_id}' to try again")
+        ctx.waits[self.path] = Wait(self.path, f"operator:ack {self._ack_id}", "", msg)
+        ctx.request_ack(self._ack_id, msg)
+        ctx.changed()
+        return Status.RUNNING
+
+    def _park_done(self, park: ParkRequest, call: DeviceCall, result: DeviceResult, now: float) -> Status:
+        ctx = self.ctx
+        if result.ok:
+            placed = result.placed_at or call.destination
+            ctx.tracker.moved(call.labware, placed, ctx.run_id)
+            ctx.parked[self.path] = placed
+            park.state = "done"  # the scheduler lets the waiting run through at once
+            ctx.log("step_succeeded", park.path, **call_record(call), outputs={})
             ctx.changed()
-            return Status.RUNNING
-        return self._fail(result.error_name, f"{call.device}: {result.error_msg}")
+            return self._reserve_and_start(now)  # back to waiting for the destination
+        self._park_failures += 1
+        decision = ctx.recovery.decide(result.error_name, self._park_failures)
+        ctx.log("device_error", park.path, **call_record(call), error=result.error_name,
+                message=result.error_msg, decision=decision.action)
+        if decision.action in ("retry", "operator"):
+            return self._recover(decision, call, result, now, park.path, self._park_failures)
+        reason = f"{call.device}: {result.error_name}: {result.error_msg}"
+        if result.error_name in NEVER_RECOVER:  # as for any step: no run goes on through a stopped cell
+            self._give_up_park(reason, now, wait=False)
+            return self._fail(result.error_name, f"{call.device}: {result.error_msg} (while parking "
+                                                 f"'{park.labware}' in {park.destination})")
+        return self._give_up_park(reason, now)
+
+    def _give_up_park(self, reason: str, now: float, wait: bool = True) -> Status:
+        """Leave the plate where it is; the scheduler reports the deadlock with this reason."""
+        park = self._parking
+        assert park is not None
+        self._parking = None
+        park.state = "failed"
+        park.reason = f"parking '{park.labware}' in {park.destination} failed ({reason})"
+        self.ctx.log("step_failed", park.path, error="PARK_FAILED", message=park.reason)
+        self.ctx.changed()
+        return self._reserve_and_start(now) if wait else Status.RUNNING
 
     def terminate(self, new_status: Status) -> None:
         running = self._phase == "running" and self._handle is not None and not self._handle.done()
         if new_status == Status.INVALID and running:
             self._handle.cancel()
-            self.ctx.log("step_canceled", self.path, **call_record(self._call), message="stopped while in flight")
+            self.ctx.log("step_canceled", self._call.step_id, **call_record(self._call),
+                         message="stopped while in flight")
         if self._ack_id:
             self.ctx.clear_ack(self._ack_id)
-        self.ctx.reservations.release(self.ctx.holder(self.path))
-        self.ctx.active.discard(self.path)
-        self.ctx.in_flight.pop(self.path, None)
+        for key in (self.path, self.path + PARK_SUFFIX):
+            self.ctx.reservations.release(self.ctx.holder(key))
+            self.ctx.active.discard(key)
+            self.ctx.in_flight.pop(key, None)
         if new_status == Status.INVALID:
             self.ctx.waits.pop(self.path, None)
+            if self.ctx.park is not None and self.ctx.park.step == self.path:
+                self.ctx.park = None
         self._phase = "reserve"
+        self.blocked_call = None
 
 
 def call_record(call: DeviceCall) -> dict[str, Any]:

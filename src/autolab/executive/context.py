@@ -1,8 +1,8 @@
 """The state of one run that its tree's leaves share, and the cell-wide labware tracker.
 
 Everything a checkpoint needs lives here as plain data (completed step paths,
-outputs, where each plate is), so a restarted executive can rebuild the tree
-and carry on from the same place.
+outputs, where each plate is, which plates the executive parked), so a
+restarted executive can rebuild the tree and carry on from the same place.
 """
 
 from __future__ import annotations
@@ -53,6 +53,50 @@ class LabwareTracker:
             return dict(self._at)
 
 
+#: Location kinds a plate may be parked in to break a deadlock, in order of preference.
+PARKING_KINDS = ("hotel_slot", "deck")
+#: Suffix of a park's step path (the blocked transfer's path + this), in the run store and checkpoints.
+PARK_SUFFIX = ".park"
+
+
+@dataclass(frozen=True)
+class Place:
+    """A location the executive may park a plate in; `accepts` lists labware types (empty: any)."""
+
+    id: str
+    kind: str
+    accepts: tuple[str, ...] = ()
+
+
+def parking_places(workcell: Any) -> list[Place]:
+    """The workcell's hotel slots and deck positions (an `autolab.model.workcell.Workcell`), in its order."""
+    return [Place(loc.id, loc.kind, tuple(loc.accepts)) for loc in workcell.locations.values()
+            if loc.kind in PARKING_KINDS]
+
+
+@dataclass
+class ParkRequest:
+    """The scheduler asks a run to move its plate out of a deadlock; the blocked transfer `step` does it.
+
+    `state` is "requested" until the leaf has parked the plate ("done") or given up ("failed", with
+    `reason`); the scheduler then removes it. A request that no longer applies (the plate or the
+    place was taken meanwhile) is removed by the leaf, and planned again.
+    """
+
+    step: str  # path of the victim's blocked transfer leaf
+    labware: str
+    source: str
+    destination: str
+    cycle: list[str]  # run ids of the deadlock, in order
+    waiter: str  # the run waiting for `source`
+    state: str = "requested"
+    reason: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.step + PARK_SUFFIX
+
+
 @dataclass
 class Wait:
     """Why a step is not moving (becomes a WaitExplanation on /executive/queue)."""
@@ -84,6 +128,8 @@ class RunContext:
     active: set[str] = field(default_factory=set)
     paused: bool = False
     failure: tuple[str, str] | None = None  # (error name, message) of the step that failed the run
+    park: ParkRequest | None = None  # set by the scheduler to break a plate deadlock
+    parked: dict[str, str] = field(default_factory=dict)  # transfer leaf path -> where it parked its plate
     events: list[dict[str, Any]] = field(default_factory=list)
     on_change: Any = None  # called after a leaf completes or dispatches (checkpointing)
 
@@ -117,4 +163,4 @@ class RunContext:
         """What a checkpoint stores (plain JSON)."""
         return {"completed": sorted(self.completed), "outputs": self.outputs,
                 "in_flight": self.in_flight, "labware": self.tracker.snapshot(),
-                "acks_given": self.acks_given}
+                "acks_given": self.acks_given, "parked": self.parked}

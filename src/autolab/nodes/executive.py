@@ -24,11 +24,11 @@ from rclpy.node import Node
 from rclpy.task import Future
 
 from autolab.devices.errors import InvalidParameters
-from autolab.executive.context import LabwareTracker
+from autolab.executive.context import LabwareTracker, parking_places
 from autolab.executive.devices import DeviceCall, DeviceResult, MonotonicClock
 from autolab.executive.errors import BTXMLError, ExecutiveError
 from autolab.executive.preflight import CellFacts, PreflightFailed, preflight
-from autolab.executive.scheduler import Executive, Run
+from autolab.executive.scheduler import DEADLOCK_POLICIES, Executive, Run
 from autolab.model.protocol import ParameterError, Protocol, ProtocolError, load_protocol, parse_protocol
 from autolab.nodes.params import param_msg, params_from_msg
 from autolab.nodes.qos import LATCHED
@@ -212,14 +212,22 @@ class ExecutiveNode(Node):
         self.declare_parameter("max_active_runs", 8)
         self.declare_parameter("resume_interrupted", True)
         self.declare_parameter("server_wait_s", 10.0)
+        self.declare_parameter("deadlock_policy", "park")
         tick_hz = float(self.get_parameter("tick_hz").value)
         if not 0.5 <= tick_hz <= 200:
             raise StartupError(self.get_name(), f"parameter tick_hz={tick_hz} must be within 0.5..200")
         max_active = int(self.get_parameter("max_active_runs").value)
         if max_active < 1:
             raise StartupError(self.get_name(), f"parameter max_active_runs={max_active} must be at least 1")
+        deadlock_policy = str(self.get_parameter("deadlock_policy").value)
+        if deadlock_policy not in DEADLOCK_POLICIES:
+            raise StartupError(self.get_name(), f"parameter deadlock_policy={deadlock_policy!r} must be one of "
+                                                f"{', '.join(DEADLOCK_POLICIES)}")
         try:
-            self.cell = CellFacts.load(self.get_parameter("workcell").value or None)
+            from autolab.model.workcell import load_workcell
+
+            workcell = load_workcell(self.get_parameter("workcell").value or None)
+            self.cell = CellFacts.from_workcell(workcell)
         except Exception as exc:
             raise StartupError(self.get_name(), f"parameter workcell: cannot load the workcell: {exc}") from exc
         from autolab.data.store import RunStore
@@ -236,7 +244,9 @@ class ExecutiveNode(Node):
         self.devices.on_result = self._tick
         tracker = LabwareTracker({k: loc for k, (_t, loc) in self.cell.inventory.items()})
         self.core = Executive(self.devices, MonotonicClock(self.devices.now), self.store, tracker,
-                              self.cell.device_types, max_active=max_active, workcell_hash=self.cell.workcell_hash)
+                              self.cell.device_types, max_active=max_active, workcell_hash=self.cell.workcell_hash,
+                              deadlock_policy=deadlock_policy, parking=parking_places(workcell),
+                              labware_types={k: t for k, (t, _loc) in self.cell.inventory.items()})
         self._waiters: dict[str, list[tuple[Any, Future]]] = {}
         self._last_tree: dict[str, str] = {}
         self._last_queue: tuple[str, float] = ("", 0.0)

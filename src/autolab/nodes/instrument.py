@@ -63,9 +63,27 @@ _STATE = {
 
 
 class GoalFailed(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    """A goal ended early; `partial` is what the operation had done before it stopped, when the backend says."""
+
+    def __init__(self, code: int, message: str, partial: OperationResult | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.partial = partial
+
+
+def done_summary(partial: OperationResult | None) -> str:
+    """What an interrupted liquid-handling operation had done, for the result's message ("" if not told)."""
+    data = partial.data if partial is not None else {}
+    if "wells_done" not in data and "columns_done" not in data:
+        return ""
+    wells = [str(w) for w in data.get("wells_done") or []]  # a serial link drops an empty list
+    if not wells:
+        return "; nothing was pipetted"
+    shown = ", ".join(wells[:24]) + (f" and {len(wells) - 24} more" if len(wells) > 24 else "")
+    return (
+        f"; done before the stop: {data.get('columns_done', '?')} of {data.get('columns', '?')} column(s), "
+        f"{len(wells)} well(s) ({shown}); the rest not pipetted"
+    )
 
 
 def error_code_of(exc: Exception) -> int:
@@ -254,9 +272,11 @@ class InstrumentNode(Node):
             self.get_logger().info(f"{goal.operation} done")
             return result
         except GoalFailed as exc:
-            return self._finish(goal_handle, result, exc.code, str(exc), canceled=exc.code == R.CANCELED)
+            message = str(exc) + self._keep_partial(goal, exc.partial, result)
+            return self._finish(goal_handle, result, exc.code, message, canceled=exc.code == R.CANCELED)
         except DeviceError as exc:
-            return self._finish(goal_handle, result, error_code_of(exc), str(exc))
+            message = str(exc) + self._keep_partial(goal, exc.partial, result)
+            return self._finish(goal_handle, result, error_code_of(exc), message)
         finally:
             self._active = ("", "")
             self._busy.release()
@@ -285,11 +305,9 @@ class InstrumentNode(Node):
         deadline: float | None = None
         while True:
             if goal_handle.is_cancel_requested:
-                self.backend.abort()
-                raise GoalFailed(R.CANCELED, f"{goal.operation} canceled")
+                raise self._stop(R.CANCELED, f"{goal.operation} canceled")
             if self._stop_requested.is_set() or not self.safety.motion_allowed:
-                self.backend.abort()
-                raise GoalFailed(R.ESTOP, f"{goal.operation} stopped: {self.safety.reason() or 'safety stop'}")
+                raise self._stop(R.ESTOP, f"{goal.operation} stopped: {self.safety.reason() or 'safety stop'}")
             progress = self.backend.progress()
             if progress.done:
                 return self.backend.result()
@@ -297,8 +315,7 @@ class InstrumentNode(Node):
             limit = time.monotonic() + 2.0 * progress.eta_s + 30.0
             deadline = limit if deadline is None else min(deadline, limit)
             if time.monotonic() > deadline:
-                self.backend.abort()
-                raise GoalFailed(R.TIMEOUT, f"{goal.operation} did not finish within its estimated time")
+                raise self._stop(R.TIMEOUT, f"{goal.operation} did not finish within its estimated time")
             fb = InstrumentRun.Feedback(
                 phase=progress.phase, progress=float(progress.progress), eta_s=float(progress.eta_s)
             )
@@ -306,7 +323,29 @@ class InstrumentNode(Node):
             goal_handle.publish_feedback(fb)
             time.sleep(self.poll_s)
 
+    def _stop(self, code: int, message: str) -> GoalFailed:
+        """Abort the operation, then ask what it had done: the liquid already moved stays in the records."""
+        self.backend.abort()
+        try:
+            partial = self.backend.result()
+        except DeviceError as exc:  # the device cannot tell (nothing to add), or the operation failed as it stopped
+            if exc.partial is None:
+                return GoalFailed(code, message)
+            return GoalFailed(code, f"{message}; {exc}", exc.partial)
+        return GoalFailed(code, message + done_summary(partial), partial)
+
     # --- data ---------------------------------------------------------------------------------------
+    def _keep_partial(self, goal: InstrumentRun.Goal, op: OperationResult | None, result: InstrumentRun.Result) -> str:
+        """Store what a stopped or failed operation really did, like a result; a note when that failed."""
+        if op is None:
+            return ""
+        result.outputs = [param_msg(n, v, u) for n, v, u in op.outputs]
+        try:
+            self._store_result(goal, op, result)
+        except DeviceFault as exc:
+            return f"; {exc}"
+        return ""
+
     def _open_store(self):
         with self._store_lock:
             if self._store is None:
@@ -335,7 +374,7 @@ class InstrumentNode(Node):
             if op.kind == "liquid_transfer":
                 self._record_lineage(store, run_id, op.data)
         except DataError as exc:
-            raise DeviceFault(f"{goal.operation} finished but its data could not be stored: {exc}") from exc
+            raise DeviceFault(f"{goal.operation}: its data could not be stored: {exc}") from exc
         result.data = DataRef(
             run_id=run_id,
             record_id=record,
@@ -349,12 +388,15 @@ class InstrumentNode(Node):
 
         The material is the reagent: named in a dispense; for a transfer, the reagents the
         source well holds according to the store (so a dilution series names its stock).
+        A backend that reports the wells it really did (`wells_done`, also after an abort) is
+        taken at its word; otherwise every requested well counts.
         """
         operation = data.get("operation")
         if operation not in ("dispense", "transfer"):
             return
-        wells = list(data.get("dest_wells") or [])
-        vols = list(data.get("volume_ul") or [])
+        reported = "wells_done" in data or "columns_done" in data
+        wells = list((data.get("wells_done") if reported else data.get("dest_wells")) or [])
+        vols = list((data.get("volumes_done_ul") if reported else data.get("volume_ul")) or [])
         vols = vols if len(vols) == len(wells) else vols[:1] * len(wells)
         if operation == "dispense":
             source, sources = None, [None] * len(wells)
@@ -362,7 +404,7 @@ class InstrumentNode(Node):
             materials = [reagent] * len(wells)
         else:
             source = data.get("source_labware")
-            sources = list(data.get("source_wells") or [])
+            sources = list((data.get("source_wells_done") if reported else data.get("source_wells")) or [])
             sources = sources if len(sources) == len(wells) else sources[:1] * len(wells)
             from autolab.data.lineage import reagents_held
 

@@ -12,7 +12,9 @@ Topics (node `sim` at the cell root):
 - `camera/image_raw` (Image rgb8) and `camera/camera_info` (SENSOR), when `camera_rate_hz` > 0;
 - subscribes `~/arm/joint_trajectory`, `~/gripper/command` (Float64, opening in m),
   `~/conveyor/command` (Float64MultiArray [target_m, speed_m_s]), and `safety/state`.
-Services: `~/reset` (Trigger), `~/spawn_labware` (SpawnLabware), `~/get_labware_poses` (GetLabwarePoses).
+Services: `~/reset` (Trigger: the initial inventory, arm home, belt stopped, every well empty),
+`~/spawn_labware` (SpawnLabware), `~/get_labware_poses` (GetLabwarePoses), and the liquid world's
+`sim/liquids/transfer` and `sim/liquids/get_contents` (autolab.nodes.sim_liquid_services).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class SimNode(Node):
         if self._camera_period:
             self._img_pub = self.create_publisher(Image, "camera/image_raw", SENSOR)
             self._info_pub = self.create_publisher(CameraInfo, "camera/camera_info", SENSOR)
+        self._liquids = None
         self._attach_liquids()
 
         self._stop = threading.Event()
@@ -152,7 +155,7 @@ class SimNode(Node):
         except ImportError as exc:
             self.get_logger().info(f"liquid services not available ({exc}); sim serves no liquids")
             return
-        attach_liquid_services(self)
+        self._liquids = attach_liquid_services(self)
 
     # --- physics thread --------------------------------------------------------------------------------
 
@@ -336,8 +339,10 @@ class SimNode(Node):
 
     def _on_reset(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         self.sim.reset()
+        if self._liquids is not None:
+            self._liquids.world.clear()
         res.success = True
-        res.message = "world reset to the initial inventory; arm at home, gripper open, belt stopped"
+        res.message = "world reset to the initial inventory; arm at home, gripper open, belt stopped, wells empty"
         self.get_logger().info(res.message)
         return res
 

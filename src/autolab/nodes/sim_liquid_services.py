@@ -140,9 +140,11 @@ def attach_liquid_services(node: Node, world: LiquidWorld | None = None) -> Liqu
 class RosLiquids:
     """`LiquidAccess` over the services, for the sim backends of instrument nodes.
 
-    Called from an action's execute thread (multi-threaded executor): it waits on
-    an event, bounded by `timeout_s`, while the executor's other threads deliver
-    the response. Never call it from a single-threaded executor's callback.
+    Called from an action's execute thread or the state timer (a liquid handler moves
+    each column's liquid when whichever observes it first sees the column done), on a
+    multi-threaded executor: it waits on an event, bounded by `timeout_s`, while the
+    executor's other threads deliver the response. Never call it from a single-threaded
+    executor's callback.
     """
 
     def __init__(self, node: Node, timeout_s: float = 5.0) -> None:

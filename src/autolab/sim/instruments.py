@@ -6,7 +6,9 @@ their line protocol (backend `serial` in tests): both paths share one physics.
 
 Time comes from an injected clock (seconds, monotonic or ROS time), scaled by
 `time_scale` so that an hour-long incubation can be simulated in seconds. State
-is advanced lazily whenever it is observed, so no thread is needed.
+is advanced lazily whenever it is observed (status, progress, result, abort), so
+no thread is needed: effects due part-way through a job, such as a pipetting
+column, happen at the first observation after their time, in order.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import numpy as np
 
 from autolab.devices.errors import DeviceError, DeviceFault, InvalidParameters, LiquidHandlingError, NotReady
 from autolab.devices.instruments import InstrumentBackend, InstrumentStatus, OperationResult, Progress
-from autolab.model.errors import LabwareError, WellNameError
-from autolab.model.labware import DEFAULT_PLATE, Liquid, PlateGeometry
+from autolab.model.errors import LabwareError, UnknownReagent, VolumeError, WellNameError
+from autolab.model.labware import DEFAULT_PLATE, VOLUME_EPS_UL, Liquid, Plate, PlateGeometry, Reagent, broadcast
+from autolab.model.labware import dispense as model_dispense
+from autolab.model.labware import transfer as model_transfer
 from autolab.sim.liquids import LiquidWorld, ReaderOptics, absorbance
 
 Clock = Callable[[], float]
@@ -142,16 +146,21 @@ class SimInstrument(InstrumentBackend):
         dt, self._last_t = t - self._last_t, t
         self.physics(max(dt, 0.0))
         job = self._job
-        if job is not None and t - job.started >= job.duration:
-            self._job = None
-            try:
+        if job is None:
+            return
+        try:
+            # Effects due part-way (a pipetting cycle) happen now, in order, whoever observes first.
+            self.step(job, t - job.started)
+            if t - job.started >= job.duration:
+                self._job = None
                 self._result = self.finish(job)
-            except (DeviceError, LabwareError) as exc:
-                # Kept for result(): whoever observed the end first (a status poll, the action loop),
-                # the failure reaches the caller of result() with its own type.
-                self.error = str(exc)
-                self._failure = exc if isinstance(exc, DeviceError) else DeviceFault(str(exc))
-                self._result = None
+        except (DeviceError, LabwareError) as exc:
+            # Kept for result(): whoever observed the failure first (a status poll, the action loop),
+            # it reaches the caller of result() with its own type.
+            self._job = None
+            self.error = str(exc)
+            self._failure = exc if isinstance(exc, DeviceError) else DeviceFault(str(exc))
+            self._result = None
 
     def physics(self, dt: float) -> None:
         """Advance continuous state (temperatures) by dt simulated seconds."""
@@ -219,12 +228,15 @@ class SimInstrument(InstrumentBackend):
             return self._result or OperationResult()
 
     def abort(self) -> None:
+        """Stop the running job; `result()` then returns what it did before the stop (often nothing).
+
+        Work due before the stop is done first. A job that had already ended keeps its result.
+        """
         with self._lock:
             self._advance()
-            if self._job is not None:
-                self.aborted(self._job)
-            self._job = None
-            self._result = None
+            job, self._job = self._job, None
+            if job is not None:
+                self._result = self.aborted(job)
 
     # --- per-type hooks -------------------------------------------------------------------
     def begin(
@@ -244,8 +256,12 @@ class SimInstrument(InstrumentBackend):
             self.door_open = False
         return OperationResult()
 
-    def aborted(self, job: _Job) -> None:
-        """Undo or settle the physical effect of an interrupted job."""
+    def step(self, job: _Job, elapsed: float) -> None:
+        """Apply the effects of a running job that are due `elapsed` simulated seconds after its start."""
+
+    def aborted(self, job: _Job) -> OperationResult | None:
+        """Settle the physical effect of an interrupted job; what it did, if that is worth reporting."""
+        return None
 
 
 class SimPlateReader(SimInstrument):
@@ -418,69 +434,266 @@ class SimIncubator(SimInstrument):
     def aborted(self, job):
         if job.operation == "incubate":
             self.shake_rpm = 0.0
+        return super().aborted(job)
+
+
+#: The liquid handler's head: 8 channels, so one aspirate/dispense cycle does a column of up to 8 wells.
+HEAD_CHANNELS = 8
+PIPETTING_SETUP_S = 3.0
+PIPETTING_CYCLE_S = 6.0
+PIPETTING = ("dispense", "transfer", "aspirate")
+
+
+@dataclass
+class _Pipetting:
+    """A checked liquid-handling operation, one well per step, cut into head cycles of `HEAD_CHANNELS` steps.
+
+    Every operation is a list of steps `source well -> dest well, volume`; a dispense draws from a
+    reservoir (`source` empty), an aspirate sends the plate's liquid to the handler's waste.
+    """
+
+    operation: str
+    source: str
+    source_wells: list[str]
+    dest: str
+    dest_wells: list[str]
+    volumes: list[float]
+    reagent: str = ""
+    composition: dict[str, float] | None = None
+    done: int = 0  # cycles whose liquid has moved
+
+    @property
+    def cycles(self) -> int:
+        return math.ceil(len(self.volumes) / HEAD_CHANNELS)
+
+    @property
+    def steps_done(self) -> int:
+        return min(len(self.volumes), self.done * HEAD_CHANNELS)
+
+    @property
+    def nest_wells(self) -> list[str]:
+        """The wells of the plate in the nest, one per step (an aspirate empties them, others fill them)."""
+        return self.source_wells if self.operation == "aspirate" else self.dest_wells
+
+    def cycle(self, k: int) -> slice:
+        return slice(k * HEAD_CHANNELS, (k + 1) * HEAD_CHANNELS)
+
+    def done_text(self) -> str:
+        if not self.done:
+            return "nothing was pipetted"
+        wells = self.nest_wells[: self.steps_done]
+        columns = "column 1" if self.done == 1 else f"columns 1-{self.done}"
+        return f"{columns} of {self.cycles} done ({len(wells)} well(s): {_well_list(wells)}), the rest not pipetted"
+
+
+def _well_list(wells: Sequence[str], limit: int = 24) -> str:
+    shown = ", ".join(wells[:limit])
+    return shown + (f" and {len(wells) - limit} more" if len(wells) > limit else "")
+
+
+def _per_step(values: Sequence[Any], n: int, name: str) -> list[Any]:
+    """One value per well, or one for all (as the capability table documents)."""
+    try:
+        return broadcast(values, n, f"parameter '{name}'")
+    except LabwareError as exc:
+        raise InvalidParameters(str(exc)) from None
 
 
 class SimLiquidHandler(SimInstrument):
-    """Liquids move when the operation starts (all or nothing); the duration models the pipetting."""
+    """An 8-channel head: 3 s of set-up, then one ~6 s cycle per column of up to 8 wells.
+
+    The whole operation is checked when it starts (wells, lists, reagent, and every well's volume
+    along the way, from the plates' contents now) and nothing moves then. Each cycle's liquid moves
+    when that cycle ends in simulated time, so an abort leaves exactly the cycles done so far, and
+    the result (complete or aborted) lists the wells and volumes done.
+    """
 
     device_type = "liquid_handler"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pipetting: _Pipetting | None = None
+
+    @property
+    def waste_id(self) -> str:
+        return f"{self.device_id}.waste"
+
     def begin(self, operation, params, labware_id):
-        if operation not in ("dispense", "transfer", "aspirate"):
+        if operation not in PIPETTING:
             return super().begin(operation, params, labware_id)
         if not labware_id:
             raise NotReady(f"{operation}: no plate identity (nest empty and no labware given)")
         if self.liquids is None:
             raise NotReady(f"{operation}: this simulated liquid handler has no liquid world attached")
+        plan = self._plan(operation, params, labware_id)
+        self._pipetting = plan
+        n = plan.cycles
+        total = PIPETTING_SETUP_S + PIPETTING_CYCLE_S * n
+        phases = ((0.0, "setting up"),) + tuple(
+            ((PIPETTING_SETUP_S + PIPETTING_CYCLE_S * k) / total, f"pipetting column {k + 1} of {n}")
+            for k in range(n)
+        )
+        return total, phases
+
+    def _plan(self, operation: str, params: dict[str, Any], labware_id: str) -> _Pipetting:
+        """The operation as steps, checked on copies of the plates as they are now: raises, moves nothing."""
+        assert self.liquids is not None
+        liquids = self.liquids
+        plates: dict[str, Plate] = {}
+
+        def plate(plate_id: str) -> Plate:
+            if plate_id not in plates:
+                geometry, contents = liquids.contents(plate_id)
+                plates[plate_id] = copy = Plate(plate_id, geometry)
+                copy.restore(contents)
+            return plates[plate_id]
+
+        def wells(on: Plate, name: str) -> list[str]:
+            try:
+                params[name] = [on.geometry.canonical(w) for w in params[name]]
+            except WellNameError as exc:
+                raise InvalidParameters(f"parameter '{name}': {exc} ({on.id})") from exc
+            return params[name]
+
+        nest = plate(labware_id)
         try:
             if operation == "dispense":
-                composition = None
-                if params.get("components"):
-                    comps, concs = params["components"], params.get("concentrations_um") or []
-                    if len(comps) != len(concs):
-                        raise LabwareError("components and concentrations_um must have the same length")
-                    composition = dict(zip(comps, concs, strict=True))
-                self.liquids.dispense(
-                    labware_id, params["dest_wells"], params["reagent"], composition, params["volume_ul"]
+                dest_wells = wells(nest, "dest_wells")
+                volumes = _per_step(params["volume_ul"], len(dest_wells), "volume_ul")
+                composition = self._composition(params)
+                reagent = self._reagent(params["reagent"], composition)
+                model_dispense(nest, dest_wells, reagent, volumes)
+                return _Pipetting(
+                    operation, "", [], labware_id, dest_wells, volumes, params["reagent"], composition
                 )
-                n = len(params["dest_wells"])
-            elif operation == "transfer":
-                self.liquids.transfer(
-                    params["source_labware"],
-                    params["source_wells"],
-                    labware_id,
-                    params["dest_wells"],
-                    params["volume_ul"],
+            if operation == "transfer":
+                dest_wells = wells(nest, "dest_wells")
+                source = plate(params["source_labware"])
+                source_wells = _per_step(wells(source, "source_wells"), len(dest_wells), "source_wells")
+                volumes = _per_step(params["volume_ul"], len(dest_wells), "volume_ul")
+                model_transfer(source, source_wells, nest, dest_wells, volumes)
+                return _Pipetting(operation, source.id, source_wells, labware_id, dest_wells, volumes)
+            source_wells = wells(nest, "source_wells")
+            volumes = _per_step(params["volume_ul"], len(source_wells), "volume_ul")
+            waste = plate(self.waste_id)
+            waste_wells = self._waste_wells(waste, volumes)
+            model_transfer(nest, source_wells, waste, waste_wells, volumes)
+            return _Pipetting(operation, labware_id, source_wells, waste.id, waste_wells, volumes)
+        except (UnknownReagent, VolumeError) as exc:
+            raise InvalidParameters(str(exc)) from exc
+        except LabwareError as exc:  # overflow, underflow somewhere along the way
+            raise LiquidHandlingError(f"{operation} refused, nothing moved: {exc}") from exc
+
+    @staticmethod
+    def _composition(params: Mapping[str, Any]) -> dict[str, float] | None:
+        comps, concs = params.get("components") or [], params.get("concentrations_um") or []
+        if len(comps) != len(concs):
+            raise InvalidParameters(
+                f"parameters 'components' ({len(comps)}) and 'concentrations_um' ({len(concs)}) "
+                "must have the same length"
+            )
+        return dict(zip(comps, concs, strict=True)) or None
+
+    def _reagent(self, name: str, composition: Mapping[str, float] | None) -> Reagent:
+        """The reagent a dispense would get: from the local world, or the default table the liquid services use."""
+        world = self.liquids.world if isinstance(self.liquids, LocalLiquids) else LiquidWorld()
+        return world.reagent(name, composition)
+
+    def _waste_wells(self, waste: Plate, volumes: Sequence[float]) -> list[str]:
+        """First fit: each step's liquid goes to the first waste well with room for it."""
+        capacity = waste.geometry.well_volume_ul
+        held = {name: liquid.volume_ul for name, liquid in waste.snapshot().items()}
+        out = []
+        for vol in volumes:
+            well = next(
+                (w for w in waste.geometry.well_names if held.get(w, 0.0) + vol <= capacity + VOLUME_EPS_UL), None
+            )
+            if well is None:
+                raise LiquidHandlingError(
+                    f"aspirate refused, nothing moved: the waste of {self.device_id} has no room for {vol:.2f} uL"
                 )
-                n = len(params["dest_wells"])
-            else:
-                self.liquids.transfer(
-                    labware_id,
-                    params["source_wells"],
-                    f"{self.device_id}.waste",
-                    ["A1"] * len(params["source_wells"]),
-                    params["volume_ul"],
-                )
-                n = len(params["source_wells"])
-        except LabwareError as exc:
-            raise LiquidHandlingError(str(exc)) from exc
-        # An 8-channel head: one aspirate/dispense cycle (~6 s) per column of up to 8 wells.
-        total = 3.0 + 6.0 * math.ceil(n / 8)
-        return total, ((0.0, "pipetting"),)
+            held[well] = held.get(well, 0.0) + vol
+            out.append(well)
+        return out
+
+    # --- cycles -------------------------------------------------------------------------------------
+    def step(self, job, elapsed):
+        plan = self._pipetting
+        if plan is None or job.operation not in PIPETTING:
+            return
+        due = plan.cycles if elapsed >= job.duration else int((elapsed - PIPETTING_SETUP_S) // PIPETTING_CYCLE_S)
+        self._run_cycles(job, plan, min(plan.cycles, max(0, due)))
+
+    def _run_cycles(self, job: _Job, plan: _Pipetting, until: int) -> None:
+        """Move the liquid of every cycle before `until` not moved yet, in order."""
+        assert self.liquids is not None
+        while plan.done < until:
+            k = plan.cycle(plan.done)
+            try:
+                if plan.operation == "dispense":
+                    self.liquids.dispense(
+                        plan.dest, plan.dest_wells[k], plan.reagent, plan.composition, plan.volumes[k]
+                    )
+                else:
+                    self.liquids.transfer(
+                        plan.source, plan.source_wells[k], plan.dest, plan.dest_wells[k], plan.volumes[k]
+                    )
+            except (LabwareError, DeviceError) as exc:
+                raise self._stopped(job, plan, exc) from exc
+            plan.done += 1
+
+    def _stopped(self, job: _Job, plan: _Pipetting, exc: Exception) -> DeviceError:
+        """The error of a cycle that could not move its liquid: the cycles before it stay done."""
+        self._pipetting = None
+        where = f"{plan.operation} stopped at column {plan.done + 1} of {plan.cycles}: {exc}; {plan.done_text()}"
+        if isinstance(exc, LabwareError | LiquidHandlingError):  # the wells changed since the checks at start
+            err: DeviceError = LiquidHandlingError(where)
+        else:  # e.g. the liquid services did not answer: that column may or may not have moved
+            err = DeviceFault(f"{where}; column {plan.done + 1} may or may not have been pipetted")
+        err.partial = self._report(job, plan, "failed")
+        return err
 
     def finish(self, job):
-        if job.operation in ("dispense", "transfer", "aspirate"):
-            vols = job.params["volume_ul"]
-            wells = job.params.get("dest_wells") or job.params.get("source_wells")
-            total = sum(vols) if len(vols) == len(wells) else vols[0] * len(wells)
-            data = {"operation": job.operation, "labware_id": job.labware_id, **job.params}
-            return OperationResult(
-                kind="liquid_transfer",
-                units="uL",
-                data=data,
-                outputs=[("total_volume_ul", float(total), "uL"), ("wells", len(wells), "")],
-            )
-        return super().finish(job)
+        if job.operation not in PIPETTING:
+            return super().finish(job)
+        plan = self._pipetting
+        if plan is None:  # pragma: no cover - begin always leaves a plan
+            raise DeviceFault(f"{job.operation}: no pipetting plan")
+        self._run_cycles(job, plan, plan.cycles)
+        self._pipetting = None
+        return self._report(job, plan, "complete")
+
+    def aborted(self, job):
+        plan, self._pipetting = self._pipetting, None
+        if job.operation not in PIPETTING or plan is None:
+            return super().aborted(job)
+        return self._report(job, plan, "aborted")
+
+    @staticmethod
+    def _report(job: _Job, plan: _Pipetting, status: str) -> OperationResult:
+        """What the head really did: the wells of the nest plate done, with their volumes.
+
+        `kind` is empty when nothing moved (nothing to record in the run store)."""
+        n = plan.steps_done
+        wells, volumes = plan.nest_wells[:n], plan.volumes[:n]
+        data = {
+            "operation": job.operation,
+            "labware_id": job.labware_id,
+            **job.params,
+            "status": status,
+            "columns": plan.cycles,
+            "columns_done": plan.done,
+            "wells_done": wells,
+            "volumes_done_ul": volumes,
+        }
+        if job.operation == "transfer":
+            data["source_wells_done"] = plan.source_wells[:n]
+        return OperationResult(
+            kind="liquid_transfer" if n else "",
+            units="uL",
+            data=data,
+            outputs=[("total_volume_ul", float(sum(volumes)), "uL"), ("wells", len(wells), "")],
+        )
 
 
 class SimBarcodeScanner(SimInstrument):

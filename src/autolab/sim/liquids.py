@@ -116,6 +116,11 @@ class LiquidWorld:
                 plate = self._plates[labware_id] = Plate(labware_id, geometry or DEFAULT_PLATE)
             return plate
 
+    def clear(self) -> None:
+        """Empty every well of every plate: the world's liquids as at start (a sim reset)."""
+        with self._lock:
+            self._plates.clear()
+
     def reagent(self, name: str, concentrations_um: Mapping[str, float] | None = None) -> Reagent:
         if concentrations_um:
             return Reagent(name or "custom", dict(concentrations_um))
