@@ -208,7 +208,9 @@ class Supervisor:
             while True:
                 with self._lock:
                     self._step(time.monotonic())
-                    finished = all(not mp.alive() for mp in self.processes) and (
+                    # Reaped by _step (returncode set), not merely dead: a process that exits between
+                    # _step's look and this one would otherwise end the loop with no exit recorded.
+                    finished = all(mp.proc is None or mp.returncode is not None for mp in self.processes) and (
                         self._stopping or not any(mp.restart_at for mp in self.processes))
                 if finished:
                     break
