@@ -9,8 +9,10 @@ import pytest
 
 from autolab.devices.errors import NoIKSolution, RobotModelError
 from autolab.devices.ik import IKSolver
-from autolab.devices.kinematics import KinematicChain, parse_urdf, rotation_vector, transform
+from autolab.devices.kinematics import KinematicChain, RobotModel, rotation_vector, transform
 from autolab.devices.planner import ArmModel, tool_down
+from autolab.model.errors import UrdfError
+from autolab.model.urdf import parse_urdf
 from autolab.model.workcell import load_workcell
 
 pytestmark = pytest.mark.timeout(90)
@@ -24,6 +26,10 @@ def workcell():
 @pytest.fixture(scope="module")
 def arm(workcell) -> ArmModel:
     return ArmModel(workcell)
+
+
+def robot_model(text: str) -> RobotModel:
+    return RobotModel.from_urdf(parse_urdf(text))
 
 
 def random_configs(chain: KinematicChain, n: int, seed: int = 1) -> list[np.ndarray]:
@@ -48,6 +54,44 @@ def test_fk_agrees_with_the_simulators_model_of_the_same_urdf(workcell, arm):
         R = np.zeros(9)
         mujoco.mju_quat2Mat(R, quat)
         assert np.allclose(T[:3, :3], R.reshape(3, 3), atol=1e-6)
+
+
+def test_kinematic_and_mujoco_models_agree_on_limits_axes_mimic_and_every_link_pose(workcell, arm):
+    """Both are built from the one parsed URDF; this guards the two builders against drifting apart."""
+    import mujoco
+
+    from autolab.sim.world import build_world
+
+    m = build_world(workcell).model
+    d = mujoco.MjData(m)
+    chain, robot = arm.chain, arm.robot
+    for j in chain.active:
+        jid = m.joint(j.name).id
+        assert tuple(m.jnt_range[jid]) == pytest.approx((j.lower, j.upper)), j.name
+        assert np.allclose(m.jnt_axis[jid], j.axis), j.name
+    for name in arm.finger_joints:
+        j, jid = robot.joints[name], m.joint(name).id
+        assert tuple(m.jnt_range[jid]) == pytest.approx((j.lower, j.upper)), name
+        assert np.allclose(m.jnt_axis[jid], j.axis), name
+    mimics = [j for j in robot.joints.values() if j.mimic is not None]
+    assert mimics, "the arm's gripper has a mimic finger"
+    for j in mimics:
+        eq = m.equality(f"mimic/{j.name}")
+        assert (m.joint(eq.obj1id[0]).name, m.joint(eq.obj2id[0]).name) == (j.name, j.mimic.joint)
+        assert tuple(eq.data[:2]) == pytest.approx((j.mimic.offset, j.mimic.multiplier))
+    for q, opening in zip(random_configs(chain, 4, seed=7), (0.0, 0.03, 0.07, 0.11), strict=True):
+        extra = {arm.finger_joints[0]: opening / 2}  # the other finger follows through its mimic
+        for k, name in enumerate(chain.joint_names):
+            d.qpos[m.jnt_qposadr[m.joint(name).id]] = q[k]
+        for name in arm.finger_joints:
+            d.qpos[m.jnt_qposadr[m.joint(name).id]] = robot.joints[name].value(extra)
+        mujoco.mj_kinematics(m, d)
+        tcp = chain.fk(q)
+        assert np.allclose(tcp[:3, 3], d.site("tcp").xpos, atol=1e-6)
+        assert np.allclose(tcp[:3, :3], d.site("tcp").xmat.reshape(3, 3), atol=1e-6)
+        for link, T in chain.link_frames(q, extra).items():
+            assert np.allclose(T[:3, 3], d.body(link).xpos, atol=1e-6), link
+            assert np.allclose(T[:3, :3], d.body(link).xmat.reshape(3, 3), atol=1e-6), link
 
 
 def test_named_poses_point_the_tool_straight_down(arm):
@@ -122,21 +166,22 @@ def test_straight_tool_path_is_solved_without_configuration_flips(workcell, arm)
 def test_urdf_without_joint_limits_is_refused_naming_the_joint():
     bad = """<robot name="r"><link name="a"/><link name="b"/>
       <joint name="j1" type="revolute"><parent link="a"/><child link="b"/><axis xyz="0 0 1"/></joint></robot>"""
-    with pytest.raises(RobotModelError, match="joint 'j1'.*limit"):
-        parse_urdf(bad)
+    with pytest.raises(UrdfError, match="joint 'j1'.*limit"):
+        robot_model(bad)
 
 
-def test_chain_between_unconnected_links_is_refused():
+def test_chain_between_links_on_different_branches_is_refused():
     urdf = """<robot name="r"><link name="a"/><link name="b"/><link name="c"/>
-      <joint name="j1" type="fixed"><parent link="a"/><child link="b"/></joint></robot>"""
-    with pytest.raises(RobotModelError, match="no kinematic chain from 'a' to 'c'"):
-        KinematicChain(parse_urdf(urdf), "a", "c")
+      <joint name="j1" type="fixed"><parent link="a"/><child link="b"/></joint>
+      <joint name="j2" type="fixed"><parent link="a"/><child link="c"/></joint></robot>"""
+    with pytest.raises(RobotModelError, match="no kinematic chain from 'b' to 'c'"):
+        KinematicChain(robot_model(urdf), "b", "c")
 
 
 def test_prismatic_and_base_pose_are_applied():
     urdf = """<robot name="r"><link name="a"/><link name="b"/>
       <joint name="slide" type="prismatic"><parent link="a"/><child link="b"/><origin xyz="0 0 0.5"/>
       <axis xyz="1 0 0"/><limit lower="-1" upper="1" velocity="1" effort="1"/></joint></robot>"""
-    chain = KinematicChain(parse_urdf(urdf), "a", "b", transform((1.0, 2.0, 0.0), (0, 0, math.pi / 2)))
+    chain = KinematicChain(robot_model(urdf), "a", "b", transform((1.0, 2.0, 0.0), (0, 0, math.pi / 2)))
     T = chain.fk(np.array([0.3]))
     assert np.allclose(T[:3, 3], [1.0, 2.3, 0.5])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autolab.model.errors import DescriptionError
+from autolab.model.errors import DescriptionError, UrdfError
 from autolab.model.workcell import load_workcell, parse_workcell
 from autolab.paths import data_path
 
@@ -222,6 +222,15 @@ def test_a_broken_description_names_file_key_line_and_problem(cell_copy, old, ne
     assert problem in e.problem
     assert e.line == _line_of(cell_copy, line_needle)
     assert str(cell_copy) in str(e) and problem in str(e)
+
+
+def test_a_broken_arm_urdf_fails_the_load_naming_the_urdf_file_and_element(cell_copy):
+    urdf = cell_copy.parent.parent / "urdf" / "arm.urdf"
+    _edit(urdf, '<mimic joint="finger_left_joint"', '<mimic joint="finger_middle_joint"')
+    with pytest.raises(UrdfError) as err:
+        load_workcell(cell_copy)
+    assert err.value.file == str(urdf) and err.value.element == "joint 'finger_right_joint'"
+    assert "mimics unknown joint 'finger_middle_joint'" in str(err.value)
 
 
 def test_labware_at_a_location_that_does_not_accept_it_is_refused(cell_copy):

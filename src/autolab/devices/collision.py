@@ -87,7 +87,7 @@ class CollisionChecker:
         """Links whose pose does not depend on any joint: the base and what is bolted to it."""
         static = {self.chain.base_link}
         for j in self.chain.joints:
-            if j.movable:
+            if j.driven:
                 break
             static.add(j.child)
         return static

@@ -88,7 +88,10 @@ class MotionError(DeviceError):
 
 
 class RobotModelError(MotionError):
-    """The URDF (or the arm's part of the description) cannot be used for planning."""
+    """The parsed robot cannot be used for planning (e.g. no chain between the links asked for).
+
+    A URDF that cannot be read at all is an `autolab.model.errors.UrdfError`, raised on load.
+    """
 
     code = "INVALID_GOAL"
 

@@ -37,7 +37,7 @@ class IKSolver:
         hi[~np.isfinite(hi)] = np.pi
         self._lo, self._hi = lo, hi
         # An upper bound of the reach from the first joint: the sum of the link lengths after it.
-        first = next((k for k, j in enumerate(chain.joints) if j.movable), 0)
+        first = next((k for k, j in enumerate(chain.joints) if j.driven), 0)
         self._shoulder = (chain.base_pose @ _compose(chain.joints[: first + 1]))[:3, 3]
         self._reach = sum(float(np.linalg.norm(j.origin[:3, 3])) for j in chain.joints[first + 1:])
         self._reach += sum(abs(j.upper) for j in chain.active if j.type == "prismatic" and np.isfinite(j.upper))

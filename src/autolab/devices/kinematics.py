@@ -1,22 +1,23 @@
-"""Forward kinematics of a serial arm read straight from its URDF.
+"""Forward kinematics of a serial arm, built from its parsed URDF.
 
-The URDF is parsed with xml.etree (no urdfpy) into joints and per-link
-collision primitives, so the planner, the collision checker and the sim all
-share one description of the robot. Poses are 4x4 homogeneous numpy arrays in
-metres; `fk` and `jacobian` are vectorised enough for a planner checking
-hundreds of configurations per goal.
+`autolab.model.urdf` reads the file (once, for the whole stack); here its
+joints and per-link collision primitives become numpy transforms, so the
+planner, the collision checker and the MuJoCo world share one description of
+the robot. Poses are 4x4 homogeneous numpy arrays in metres; `fk` and
+`jacobian` are vectorised enough for a planner checking hundreds of
+configurations per goal.
 """
 
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, fields
+from typing import Self
 
 import numpy as np
 
 from autolab.devices.errors import RobotModelError
+from autolab.model import urdf
 
 # --- small rigid-transform helpers ---------------------------------------------
 
@@ -116,12 +117,23 @@ def matrix_of_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Shape:
-    """A collision primitive of a link, in the link frame: box (size), cylinder (radius, length), sphere."""
+class _Placed:
+    """Mixed into a URDF element: `origin`, the 4x4 transform of its xyz and rpy, computed once."""
 
-    kind: str
-    origin: np.ndarray
-    size: tuple[float, ...]
+    origin: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", transform(self.xyz, self.rpy))  # type: ignore[attr-defined]
+
+    @classmethod
+    def of(cls, element: urdf.Shape | urdf.Joint) -> Self:
+        """The element of a parsed URDF (`autolab.model.urdf`) with its transform."""
+        return cls(**{f.name: getattr(element, f.name) for f in fields(element) if f.init})
+
+
+@dataclass(frozen=True)
+class Shape(urdf.Shape, _Placed):
+    """A URDF collision primitive, placed in its link frame by `origin`."""
 
     def half_extents(self) -> np.ndarray:
         """Half extents of the shape's bounding box in its own frame (cylinder axis along z)."""
@@ -135,30 +147,22 @@ class Shape:
 
 
 @dataclass(frozen=True)
-class Joint:
-    name: str
-    type: str  # revolute | continuous | prismatic | fixed
-    parent: str
-    child: str
-    origin: np.ndarray
-    axis: np.ndarray
-    lower: float = -math.inf
-    upper: float = math.inf
-    velocity: float = math.inf
-    effort: float = math.inf
-    mimic: str | None = None
-
-    @property
-    def movable(self) -> bool:
-        return self.type in ("revolute", "continuous", "prismatic") and self.mimic is None
+class Joint(urdf.Joint, _Placed):
+    """A URDF joint, placed in its parent link's frame by `origin`; the chain's DOF are the `driven` joints."""
 
     def motion(self, q: float) -> np.ndarray:
         t = np.eye(4)
         if self.type in ("revolute", "continuous"):
             t[:3, :3] = axis_angle(self.axis, q)
         elif self.type == "prismatic":
-            t[:3, 3] = self.axis * q
+            t[:3, 3] = np.multiply(self.axis, q)
         return t
+
+    def value(self, extra: dict[str, float]) -> float:
+        """This side-branch joint's value: its own entry in `extra`, or the one it mimics, scaled."""
+        if self.name in extra or self.mimic is None:
+            return extra.get(self.name, 0.0)
+        return self.mimic.multiplier * extra.get(self.mimic.joint, 0.0) + self.mimic.offset
 
 
 @dataclass
@@ -166,6 +170,15 @@ class RobotModel:
     name: str
     joints: dict[str, Joint]
     shapes: dict[str, list[Shape]] = field(default_factory=dict)  # link -> collision shapes
+
+    @classmethod
+    def from_urdf(cls, robot: urdf.Robot) -> RobotModel:
+        """The numpy model of a parsed URDF (`autolab.model.urdf`): the one reading of the file."""
+        return cls(
+            robot.name,
+            {name: Joint.of(j) for name, j in robot.joints.items()},
+            {name: [Shape.of(s) for s in link.collisions] for name, link in robot.links.items()},
+        )
 
     def parent_joint(self, link: str) -> Joint | None:
         for j in self.joints.values():
@@ -186,91 +199,6 @@ class RobotModel:
         if len(roots) != 1:
             raise RobotModelError(f"robot {self.name!r} must have exactly one root link, found {roots}")
         return roots[0]
-
-
-def _floats(text: str | None, n: int, default: float, where: str) -> tuple[float, ...]:
-    if text is None:
-        return (default,) * n
-    try:
-        vals = tuple(float(v) for v in text.split())
-    except ValueError as exc:
-        raise RobotModelError(f"{where}: expected {n} numbers, got {text!r}") from exc
-    if len(vals) != n:
-        raise RobotModelError(f"{where}: expected {n} numbers, got {text!r}")
-    return vals
-
-
-def _origin(el: ET.Element | None, where: str) -> np.ndarray:
-    if el is None:
-        return np.eye(4)
-    return transform(_floats(el.get("xyz"), 3, 0.0, where + "/origin@xyz"),
-                     _floats(el.get("rpy"), 3, 0.0, where + "/origin@rpy"))
-
-
-def parse_urdf(source: str | Path) -> RobotModel:
-    """Parse a URDF file (path) or XML text; raises RobotModelError naming the element at fault."""
-    text = Path(source).read_text() if isinstance(source, Path) or not str(source).lstrip().startswith("<") \
-        else str(source)
-    where_file = str(source) if isinstance(source, Path) else "<urdf>"
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise RobotModelError(f"{where_file}: not valid XML: {exc}") from exc
-    if root.tag != "robot":
-        raise RobotModelError(f"{where_file}: root element is <{root.tag}>, expected <robot>")
-    shapes: dict[str, list[Shape]] = {}
-    for link in root.findall("link"):
-        lname = link.get("name", "")
-        shapes[lname] = []
-        for i, col in enumerate(link.findall("collision")):
-            where = f"{where_file}: link {lname!r} collision {i}"
-            geom = col.find("geometry")
-            if geom is None or len(geom) == 0:
-                raise RobotModelError(f"{where}: missing <geometry>")
-            g = geom[0]
-            if g.tag == "box":
-                size = _floats(g.get("size"), 3, 0.0, where + "/box@size")
-            elif g.tag == "cylinder":
-                size = (float(g.get("radius", "0")), float(g.get("length", "0")))
-            elif g.tag == "sphere":
-                size = (float(g.get("radius", "0")),)
-            else:
-                continue  # meshes: not used for planning (primitives are required for collision checks)
-            shapes[lname].append(Shape(g.tag, _origin(col.find("origin"), where), size))
-    joints: dict[str, Joint] = {}
-    for j in root.findall("joint"):
-        name = j.get("name", "")
-        where = f"{where_file}: joint {name!r}"
-        jtype = j.get("type", "")
-        parent, child = j.find("parent"), j.find("child")
-        if parent is None or child is None:
-            raise RobotModelError(f"{where}: needs <parent link=...> and <child link=...>")
-        axis = np.array(_floats((j.find("axis").get("xyz") if j.find("axis") is not None else None),
-                                3, 0.0, where + "/axis"))
-        if jtype != "fixed":
-            if j.find("axis") is None:
-                axis = np.array([1.0, 0.0, 0.0])
-            norm = np.linalg.norm(axis)
-            if norm < 1e-9:
-                raise RobotModelError(f"{where}: axis has zero length")
-            axis = axis / norm
-        lim = j.find("limit")
-        lower, upper, vel, eff = -math.inf, math.inf, math.inf, math.inf
-        if lim is not None:
-            if jtype != "continuous":
-                lower = float(lim.get("lower", "0"))
-                upper = float(lim.get("upper", "0"))
-            vel = float(lim.get("velocity", "inf"))
-            eff = float(lim.get("effort", "inf"))
-        elif jtype in ("revolute", "prismatic"):
-            raise RobotModelError(f"{where}: a {jtype} joint needs <limit lower upper velocity effort>")
-        mimic = j.find("mimic")
-        joints[name] = Joint(
-            name=name, type=jtype, parent=parent.get("link", ""), child=child.get("link", ""),
-            origin=_origin(j.find("origin"), where), axis=axis, lower=lower, upper=upper,
-            velocity=vel, effort=eff, mimic=mimic.get("joint") if mimic is not None else None,
-        )
-    return RobotModel(root.get("name", ""), joints, shapes)
 
 
 class KinematicChain:
@@ -294,7 +222,7 @@ class KinematicChain:
         self.tip_link = tip_link
         self.base_pose = np.eye(4) if base_pose is None else np.asarray(base_pose, dtype=float)
         self.joints: list[Joint] = list(reversed(path))
-        self.active: list[Joint] = [j for j in self.joints if j.movable]
+        self.active: list[Joint] = [j for j in self.joints if j.driven]
         self.joint_names: list[str] = [j.name for j in self.active]
         self.lower = np.array([j.lower for j in self.active])
         self.upper = np.array([j.upper for j in self.active])
@@ -330,14 +258,13 @@ class KinematicChain:
         i = 0
         for j in self.joints:
             T = T @ j.origin
-            if j.movable:
+            if j.driven:
                 T = T @ j.motion(q[i])
                 i += 1
             frames[j.child] = T
         extra = extra or {}
         for parent, j in self._branches:
-            value = extra.get(j.name, extra.get(j.mimic or "", 0.0))
-            frames[j.child] = frames[parent] @ j.origin @ j.motion(value)
+            frames[j.child] = frames[parent] @ j.origin @ j.motion(j.value(extra))
         return frames
 
     def link_frames_batch(self, qs: np.ndarray, extra: dict[str, float] | None = None) -> dict[str, np.ndarray]:
@@ -349,14 +276,13 @@ class KinematicChain:
         i = 0
         for j in self.joints:
             T = T @ j.origin
-            if j.movable:
+            if j.driven:
                 T = T @ _motions(j, qs[:, i])
                 i += 1
             frames[j.child] = T
         extra = extra or {}
         for parent, j in self._branches:
-            value = extra.get(j.name, extra.get(j.mimic or "", 0.0))
-            frames[j.child] = frames[parent] @ (j.origin @ j.motion(value))
+            frames[j.child] = frames[parent] @ (j.origin @ j.motion(j.value(extra)))
         return frames
 
     def fk(self, q: np.ndarray) -> np.ndarray:
@@ -371,7 +297,7 @@ class KinematicChain:
         i = 0
         for j in self.joints:
             T = T @ j.origin
-            if j.movable:
+            if j.driven:
                 if with_jacobian:
                     axes.append(T[:3, :3] @ j.axis)
                     origins.append(T[:3, 3].copy())

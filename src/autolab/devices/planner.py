@@ -24,7 +24,7 @@ import numpy as np
 from autolab.devices.collision import Box, CollisionChecker, Contact, densify
 from autolab.devices.errors import CollisionError, InvalidGoal, NoIKSolution, OutOfLimits, UnknownPose
 from autolab.devices.ik import IKSolver
-from autolab.devices.kinematics import KinematicChain, parse_urdf, transform
+from autolab.devices.kinematics import KinematicChain, RobotModel, transform
 from autolab.devices.limits import JointLimits
 from autolab.devices.trajectory import Trajectory, time_path
 
@@ -91,7 +91,7 @@ class ArmModel:
         arm = workcell.arm
         dev = next(d for d in workcell.devices.values() if d.type == "arm")
         self.device_id = dev.id
-        self.robot = parse_urdf(arm.urdf_path)
+        self.robot = RobotModel.from_urdf(arm.robot)
         base = transform((dev.pose.x, dev.pose.y, dev.pose.z), (0.0, 0.0, dev.pose.yaw))
         self.chain = KinematicChain(self.robot, arm.base_link, arm.tcp_link, base)
         if tuple(self.chain.joint_names) != tuple(arm.arm_joints):

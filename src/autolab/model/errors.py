@@ -28,6 +28,21 @@ class DescriptionError(ModelError):
         super().__init__(f"{where}: {key or '<top level>'}: {problem}")
 
 
+# --- the arm's URDF (autolab.model.urdf) ------------------------------------------
+class UrdfError(DescriptionError):
+    """A URDF autolab cannot read: names the file, the element (`joint 'elbow_joint'`) and the problem.
+
+    A DescriptionError because the URDF is part of the cell's description: every edge that reports
+    a bad description reports a bad URDF the same way. `element` is empty for file-level problems.
+    """
+
+    def __init__(self, file: str, element: str, problem: str, line: int | None = None) -> None:
+        super().__init__(file, element, problem, line)
+        self.element = element
+        where = f"{self.file}:{line}" if line else self.file
+        self.args = (f"{where}: {element}: {problem}" if element else f"{where}: {problem}",)
+
+
 # --- tracked inventory (autolab.model.inventory) -------------------------------
 class InventoryError(ModelError):
     """A move the tracked inventory refuses; `code` names the Transfer error it maps to."""

@@ -1,8 +1,9 @@
 """The workcell description: locations, devices, labware types and inventory, as data.
 
-One YAML file (default `config/workcell.yaml`) plus the arm's URDF describe the
-cell; the MuJoCo model, the Gazebo world, RViz markers and pre-flight checks
-are all generated from it. Loading validates everything up front, so a bad
+One YAML file (default `config/workcell.yaml`) plus the arm's URDF (parsed once,
+by `autolab.model.urdf`, into `ArmConfig.robot`) describe the cell; the MuJoCo
+model, the planner's kinematics, the Gazebo world, RViz markers and pre-flight
+checks are all generated from it. Loading validates everything up front, so a bad
 description fails at start with the file, the key, the line and the problem,
 not later as a plate dropped at the wrong place.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ import yaml
 
 from autolab.model.errors import DescriptionError
 from autolab.model.geometry import Pose
+from autolab.model.urdf import Robot, parse_urdf
 
 LOCATION_KINDS = ("hotel_slot", "conveyor_station", "instrument_nest", "deck")
 LABWARE_KINDS = ("plate", "reservoir", "tube_rack")
@@ -152,6 +153,7 @@ class ArmConfig:
     max_opening_m: float
     grip_force_n: float
     safe_height_m: float
+    robot: Robot = field(repr=False, compare=False)  # the parsed URDF, shared by the sim and the planner
 
 
 @dataclass(frozen=True)
@@ -562,21 +564,12 @@ class _Parser:
         urdf_path = self.resolve_file(Path(self.string((*p, "urdf"), m["urdf"])))
         try:
             urdf_text = urdf_path.read_text()
-            root = ET.fromstring(urdf_text)
         except OSError as exc:
             raise self.fail((*p, "urdf"), f"cannot read {urdf_path}: {exc.strerror or exc}") from None
-        except ET.ParseError as exc:
-            raise self.fail((*p, "urdf"), f"{urdf_path} is not valid XML: {exc}") from None
-        links = {el.get("name") for el in root.iter("link")}
-        limits: dict[str, tuple[float, float]] = {}
-        for j in root.iter("joint"):
-            lim = j.find("limit")
-            if j.get("type") in ("revolute", "prismatic") and lim is not None:
-                limits[j.get("name", "")] = (float(lim.get("lower", "0")), float(lim.get("upper", "0")))
-            elif j.get("type") == "continuous":
-                limits[j.get("name", "")] = (-math.inf, math.inf)
+        robot = parse_urdf(urdf_text, str(urdf_path))  # a UrdfError names the URDF file and element
+        limits = {j.name: (j.lower, j.upper) for j in robot.movable_joints()}
         for key in ("base_link", "tcp_link"):
-            if self.string((*p, key), m[key]) not in links:
+            if self.string((*p, key), m[key]) not in robot.links:
                 raise self.fail((*p, key), f"link {m[key]!r} is not in {urdf_path.name}")
         joints = {}
         for key in ("arm_joints", "finger_joints"):
@@ -607,6 +600,7 @@ class _Parser:
             max_opening_m=self.number((*p, "max_opening_m"), m["max_opening_m"], positive=True),
             grip_force_n=self.number((*p, "grip_force_n"), m["grip_force_n"], positive=True),
             safe_height_m=self.number((*p, "safe_height_m"), m["safe_height_m"], positive=True),
+            robot=robot,
         ), urdf_text
 
 

@@ -11,10 +11,6 @@ class ModelBuildError(SimError):
     """The MuJoCo model cannot be generated from the description (names the part and the reason)."""
 
 
-class UrdfError(ModelBuildError):
-    """The URDF uses something the generator does not support, or is malformed."""
-
-
 class SpawnError(SimError):
     """Labware cannot be added: occupied location, unknown type or location, no spare body left."""
 

@@ -2,7 +2,8 @@
 
 Nothing here is written by hand twice: fixed bodies, nests, the conveyor, the
 labware and the camera come from `config/workcell.yaml`, the arm and gripper
-from `urdf/arm.urdf`. The result is an MJCF string (inspectable, testable) plus
+from `urdf/arm.urdf` as `autolab.model.urdf` read it (the planner's kinematics
+are built from the same parsed robot). The result is an MJCF string (inspectable, testable) plus
 in-memory texture assets, compiled into an `MjModel`.
 
 Physics choices (each one matters for holding labware by friction):
@@ -24,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from autolab.model.geometry import Pose, rpy_to_quat_wxyz, yaw_to_quat_wxyz
+from autolab.model.urdf import Joint, Robot, Shape
 from autolab.model.workcell import LabwareType, Location, Workcell
 from autolab.sim import markers
 from autolab.sim.errors import ModelBuildError
-from autolab.sim.urdf import Joint, Robot, Shape, load_urdf
 
 if TYPE_CHECKING:
     import mujoco
@@ -103,8 +104,7 @@ class World:
 def build_world(workcell: Workcell, options: SimOptions | None = None) -> World:
     """Generate the MJCF for a workcell (not compiled yet: `World.model` compiles on first use)."""
     opts = options or SimOptions()
-    robot = load_urdf(workcell.arm.urdf_path)
-    return _Builder(workcell, robot, opts).build()
+    return _Builder(workcell, workcell.arm.robot, opts).build()
 
 
 def nest_guides(lt: LabwareType) -> list[tuple[tuple[float, float, float], Pose]]:
@@ -322,17 +322,18 @@ class _Builder:
         fingers = set(arm.finger_joints)
         for j in self.robot.movable_joints():
             if j.mimic is not None:
-                mult, offset = j.mimic[1], j.mimic[2]
                 ET.SubElement(
                     self.equality,
                     "joint",
                     name=f"mimic/{j.name}",
                     joint1=j.name,
-                    joint2=j.mimic[0],
-                    polycoef=_fmt((offset, mult, 0, 0, 0)),
+                    joint2=j.mimic.joint,
+                    polycoef=_fmt((j.mimic.offset, j.mimic.multiplier, 0, 0, 0)),
                     solref="0.01 1",
                 )
                 continue
+            if not 0 < j.effort < math.inf:
+                raise ModelBuildError(f"URDF joint {j.name!r} needs a finite positive effort limit to be driven")
             if j.name in fingers:
                 ET.SubElement(
                     self.actuators,
@@ -496,13 +497,14 @@ class _Builder:
             ET.SubElement(self.asset, "texture", name=name, type="2d", file=f"{name}.png")
             ET.SubElement(self.asset, "material", name=name, texture=name, specular="0", reflectance="0")
         half = markers.label_side_m() / 2
+        half_thick = markers.LABEL_THICKNESS_M / 2
         ET.SubElement(
             body,
             "geom",
             name=f"{body.get('name')}/label",
             type="box",
-            size=_fmt((half, half, 0.0002)),
-            pos=_fmt((0, 0, height + 0.0002)),
+            size=_fmt((half, half, half_thick)),
+            pos=_fmt((0, 0, height + half_thick)),
             material=name,
             contype="0",
             conaffinity="0",
