@@ -89,3 +89,15 @@ def start_node(domain_id: int) -> Iterator:
         proc.stop()
         if proc.proc.returncode not in (0, None, -2, 130):
             sys.stderr.write(f"\n--- {proc.name} exited {proc.proc.returncode}; output:\n{proc.output()[-4000:]}\n")
+
+
+@pytest.fixture(scope="module")
+def gl_backend() -> str:
+    """A MUJOCO_GL value that renders on this machine (for a sim node with its camera on), else skip."""
+    from autolab.sim.camera import select_gl_backend
+    from autolab.sim.errors import RenderingUnavailable
+
+    try:
+        return select_gl_backend()
+    except RenderingUnavailable as exc:
+        pytest.skip(f"no headless GL backend on this machine: {exc}")

@@ -10,17 +10,6 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def gl_backend() -> str:
-    from autolab.sim.camera import select_gl_backend
-    from autolab.sim.errors import RenderingUnavailable
-
-    try:
-        return select_gl_backend()
-    except RenderingUnavailable as exc:
-        pytest.skip(f"no headless GL backend on this machine: {exc}")
-
-
 def test_camera_publishes_overhead_images_in_which_the_plate_markers_are_detectable(
     gl_backend, start_node, client_node
 ):

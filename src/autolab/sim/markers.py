@@ -2,8 +2,9 @@
 
 The simulation textures each plate's top with its marker and the vision node
 detects them, so both read the dictionary and the side length from here.
-The marker is centred on the labware's top face, its image x axis along the
-labware's +x (long axis) and its image up along the labware's +y (row A).
+The marker is centred on the labware's top face (its face LABEL_THICKNESS_M
+above it), its image x axis along the labware's +x (long axis) and its image
+up along the labware's +y (row A).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ MARKER_SIDE_M = 0.06
 QUIET_ZONE_M = 0.008
 #: Cells across the marker including its one-cell black border (4x4 data + 2).
 MARKER_CELLS = 6
+#: Thickness of the label: the marker's face lies this far above the labware's top face.
+LABEL_THICKNESS_M = 0.0004
 
 
 def dictionary():
@@ -28,8 +31,13 @@ def dictionary():
     return cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, DICTIONARY_NAME))
 
 
-def marker_image(marker_id: int, pixels_per_cell: int = 8, quiet_zone: bool = True) -> np.ndarray:
-    """The marker as a uint8 greyscale image (0 black, 255 white), optionally with its white quiet zone."""
+def marker_image(marker_id: int, pixels_per_cell: int = 10, quiet_zone: bool = True) -> np.ndarray:
+    """The marker as a uint8 greyscale image (0 black, 255 white), optionally with its white quiet zone.
+
+    With the quiet zone, the image is the whole label (`label_side_m`), so the quiet zone must be a whole
+    number of pixels (pixels_per_cell a multiple of 5): a rounded one would print the marker at the wrong
+    size, and every pose seen from it at the wrong distance.
+    """
     import cv2
 
     if not 0 <= marker_id < DICTIONARY_SIZE:
@@ -38,8 +46,10 @@ def marker_image(marker_id: int, pixels_per_cell: int = 8, quiet_zone: bool = Tr
     img = cv2.aruco.generateImageMarker(dictionary(), marker_id, side, borderBits=1)
     if not quiet_zone:
         return img
-    pad = round(QUIET_ZONE_M / MARKER_SIDE_M * side)
-    return np.pad(img, pad, constant_values=255)
+    pad = QUIET_ZONE_M / MARKER_SIDE_M * side
+    if abs(pad - round(pad)) > 1e-6:
+        raise ValueError(f"a quiet zone of {pad:g} pixels is not whole; use pixels_per_cell a multiple of 5")
+    return np.pad(img, round(pad), constant_values=255)
 
 
 def label_side_m() -> float:

@@ -489,7 +489,7 @@ class _Builder:
 
         name = f"aruco{aruco_id}"
         if f"{name}.png" not in self.assets:
-            img = markers.marker_image(aruco_id, pixels_per_cell=8)
+            img = markers.marker_image(aruco_id)
             ok, png = cv2.imencode(".png", img)
             if not ok:
                 raise ModelBuildError(f"cannot encode the texture of ArUco marker {aruco_id}")
