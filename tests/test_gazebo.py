@@ -123,3 +123,33 @@ def test_gazebo_launch_uses_the_generated_world_and_the_bridge_config():
     assert any(n["pkg"] == "ros_gz_bridge" and n["exec"] == "parameter_bridge" for n in nodes)
     includes = [a["include"]["file"] for a in actions if "include" in a]
     assert includes and all(f.endswith("ros_gz_sim)/launch/gz_sim.launch.py") for f in includes)
+
+
+@pytest.mark.parametrize("yaw_deg", [0.0, 30.0, -90.0])
+def test_gazebo_camera_images_the_cell_the_way_the_mujoco_camera_does(wc, yaw_deg):
+    """Image axes in world from the SDF pose and Gazebo's camera convention equal the vision node's extrinsics."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from autolab.devices.vision import CameraExtrinsics
+
+    cam = wc.devices["camera1"]
+    pose = replace(cam.pose, yaw=math.radians(yaw_deg))
+    turned = replace(wc, devices={**wc.devices, "camera1": replace(cam, pose=pose)})
+    world = ET.fromstring(world_sdf(turned)).find("world")
+    x, y, z, roll, pitch, yaw = map(float, world.find("model[@name='camera1']/pose").text.split())
+
+    def rot(axis: int, a: float) -> np.ndarray:
+        c, s = math.cos(a), math.sin(a)
+        i, j = [k for k in range(3) if k != axis]
+        m = np.eye(3)
+        m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+        return m if axis != 1 else m.T  # about y the sines swap places
+
+    link = rot(2, yaw) @ rot(1, pitch) @ rot(0, roll)  # SDF: fixed-axis roll, pitch, yaw
+    # Gazebo camera link: looks along +x, image right along -y, image down along -z.
+    optical = link @ np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    expected = CameraExtrinsics.overhead(pose)
+    assert np.allclose(optical, expected.rotation, atol=1e-5)  # the SDF prints 6 significant digits
+    assert np.allclose((x, y, z), expected.position)

@@ -148,8 +148,11 @@ def _camera(world: ET.Element, dev) -> None:
     hfov = 2 * math.atan(math.tan(fovy / 2) * width / height)
     model = ET.SubElement(world, "model", name=dev.id)
     ET.SubElement(model, "static").text = "true"
-    # Gazebo cameras look along +x: pitch down by 90 degrees, then turn by the device's yaw.
-    ET.SubElement(model, "pose").text = _f((dev.pose.x, dev.pose.y, dev.pose.z, 0.0, math.pi / 2, dev.pose.yaw))
+    # Gazebo cameras look along their +x, image right along -y and image down along -z. Roll a quarter
+    # turn, pitch down a quarter turn, then turn by the device's yaw: at yaw 0 the image x runs along
+    # world +x and its rows along world -y, as the MuJoCo camera's do (the vision node relies on it).
+    ET.SubElement(model, "pose").text = _f((dev.pose.x, dev.pose.y, dev.pose.z, -math.pi / 2, math.pi / 2,
+                                            dev.pose.yaw))
     link = ET.SubElement(model, "link", name="link")
     sensor = ET.SubElement(link, "sensor", name=dev.id, type="camera")
     ET.SubElement(sensor, "topic").text = "camera/image_raw"
