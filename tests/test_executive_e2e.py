@@ -53,7 +53,7 @@ def _start_cell(start_node, tmp_path_factory, domain_id, wait_for):
     env = {"AUTOLAB_DATA_DIR": str(data)}
     procs = [start_node("autolab.nodes.sim", env=env, ros_args=["-p", f"real_time_factor:={RTF}"]),
              start_node("autolab.nodes.safety", env=env, ros_args=SIM_TIME),
-             start_node("autolab.nodes.arm", env=env, ros_args=SIM_TIME)]
+             start_node("autolab.nodes.arm", env=env, ros_args=[*SIM_TIME, "--log-level", "arm:=debug"])]
     for dev in ("reader1", "sealer1", "incubator1", "liquid_handler1"):
         procs.append(start_node("autolab.nodes.instrument", name=dev, env=env,
                                 ros_args=["-r", f"__node:={dev}", "-p", f"store_url:={url}",
@@ -96,7 +96,8 @@ def client(client_node):
 def test_example_protocol_runs_end_to_end_and_leaves_the_plates_home(cell, client, protocol, params, homes):
     out = autolab(cell, "run", str(ROOT / "protocols" / f"{protocol}.yaml"), *params, "--quiet")
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}\n" + "\n".join(
-        p.output()[-2000:] for p in cell["procs"] if p.name in ("executive", "arm"))
+        p.output()[-(2000 if p.name == "executive" else 8000):]
+        for p in cell["procs"] if p.name in ("executive", "arm"))
     assert f"{protocol}: succeeded" in out.stdout and "run id:" in out.stdout and "data:" in out.stdout
     where = labware_at(client)
     for plate, home in homes.items():

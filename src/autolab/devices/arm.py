@@ -414,6 +414,9 @@ class ArmController:
                     self.inventory.picked(item.id)
                     held_now = True
                     grip_opening = g.opening
+                    width = "?" if g.opening is None else f"{1000 * g.opening:.1f} mm"
+                    self.log(f"grasp: holding {g.held_id or item.id} with the fingers at {width} at "
+                             f"t={self.backend.now():.3f}")
                 elif seg.phase == "place":
                     self._gripper(plan.open_width, cancel)
                     held_now = False

@@ -329,7 +329,7 @@ class _Builder:
                     joint1=j.name,
                     joint2=j.mimic.joint,
                     polycoef=_fmt((j.mimic.offset, j.mimic.multiplier, 0, 0, 0)),
-                    solref="0.01 1",
+                    solref="0.006 1",
                 )
                 continue
             if not 0 < j.effort < math.inf:
