@@ -246,3 +246,28 @@ def test_a_plate_picked_off_the_belt_stays_gripped_without_chatter_or_creep_thro
     depth = [d for _, d in samples]
     creep_mm = 1000 * (max(depth) - min(depth))
     assert creep_mm < 2.0, f"the plate moved {creep_mm:.1f} mm along the fingers"
+
+
+def test_a_goal_waits_for_its_command_channel_to_connect_and_names_it_when_it_never_does(cell):
+    """A command sent before the receiver matched the publisher is lost: goals wait (bounded) instead."""
+    from dataclasses import replace
+
+    calls = {"n": 0}
+
+    def late() -> str:  # the simulation discovers the arm's publishers only after a while
+        calls["n"] += 1
+        return "nothing subscribes sim/arm/joint_trajectory yet" if calls["n"] < 20 else ""
+
+    cell.arm.unconnected = late
+    out = cell.transfer("hotel1.slot1", "deck.1", "plate1")
+    assert out.ok, out.message
+    assert calls["n"] >= 20
+
+    cell.arm.unconnected = lambda: "nothing subscribes sim/arm/joint_trajectory yet"
+    cell.ctl.tol = replace(cell.ctl.tol, connect_s=0.3)
+    q0 = cell.arm.joint_state()[0]
+    out = cell.transfer("deck.1", "hotel1.slot1", "plate1")
+    assert out.code == "BACKEND_FAILURE"
+    assert "nothing subscribes sim/arm/joint_trajectory yet" in out.message
+    assert np.allclose(cell.arm.joint_state()[0], q0, atol=1e-3)  # nothing moved
+    assert cell.inventory.get("plate1").location == "deck.1"

@@ -86,6 +86,13 @@ class ArmBackend(ABC):
     def now(self) -> float:
         """The backend's clock in seconds (sim time in simulation)."""
 
+    def unconnected(self) -> str:
+        """What the backend's commands cannot reach yet ('' when they can), e.g. a topic no one subscribes.
+
+        A command published before the receiver has matched its publisher is lost without a trace, so
+        goals wait for this (bounded) as for the first joint state."""
+        return ""
+
 
 #: Where is this item? (ground truth in the simulation; a vision system on hardware)
 Locator = Callable[[str], SensedPose | None]
@@ -130,6 +137,7 @@ class Tolerances:
     stall_mm: float = 3.0  # fingers this far off the width they stalled at on the item: it left them
     locate_mm: float = 15.0  # a sensed item further than this from its location is not picked there
     locate_deg: float = 5.0
+    connect_s: float = 20.0  # wall seconds a goal waits for the first joint state and connected commands
     wall_factor: float = 4.0  # a wall-clock bound on every wait: sim seconds * factor + 10 s
 
 
@@ -166,19 +174,24 @@ class ArmController:
         self._estop.clear()
 
     # --- helpers ----------------------------------------------------------------------------------
-    def await_backend(self, cancel: Callable[[], bool], timeout_s: float = 20.0) -> None:
-        """Wait (bounded, wall clock) for the backend's first joint state.
+    def await_backend(self, cancel: Callable[[], bool], timeout_s: float | None = None) -> None:
+        """Wait (bounded, wall clock) for the backend's first joint state and for its command channels.
 
         A goal can arrive just after the node starts, before the first
-        /joint_states sample from the simulation or the controller: that is a
-        start-up race to wait out, not a failure to report.
+        /joint_states sample from the simulation or the controller, or before
+        the receiver of our commands has discovered us (a command sent then is
+        lost): start-up races to wait out, not failures to report.
         """
+        timeout_s = self.tol.connect_s if timeout_s is None else timeout_s
         end = time.monotonic() + timeout_s
-        while self.backend.joint_state() is None:
+        while self.backend.joint_state() is None or self.backend.unconnected():
             self._check_interrupts(cancel)
             if time.monotonic() > end:
-                raise _Abort("BACKEND_FAILURE", f"no joint states from the {self.backend.name} backend within "
-                                                f"{timeout_s:.0f} s (is the {self.backend.name} running?)")
+                if self.backend.joint_state() is None:
+                    raise _Abort("BACKEND_FAILURE", f"no joint states from the {self.backend.name} backend within "
+                                                    f"{timeout_s:.0f} s (is the {self.backend.name} running?)")
+                raise _Abort("BACKEND_FAILURE", f"{self.backend.unconnected()} after {timeout_s:.0f} s (is the "
+                                                f"{self.backend.name} running?)")
             time.sleep(self.poll_s)
 
     def current(self) -> np.ndarray:

@@ -47,6 +47,11 @@ class ConveyorBackend(ABC):
     @abstractmethod
     def now(self) -> float: ...
 
+    def unconnected(self) -> str:
+        """What the backend's commands cannot reach yet ('' when they can): a command sent before the
+        receiver has matched its publisher is lost, so moves wait for this (bounded)."""
+        return ""
+
 
 @dataclass(frozen=True)
 class BeltMove:
@@ -158,6 +163,13 @@ class ConveyorController:
         target = start + move.distance
         if abs(move.distance) < 1e-9:
             return "NONE", f"already at {move.station}", start
+        connect_end = time.monotonic() + 20.0
+        while self.backend.unconnected():
+            if cancel():
+                return "CANCELED", "canceled", start
+            if time.monotonic() > connect_end:
+                return "BACKEND_FAILURE", f"{self.backend.unconnected()} after 20 s", start
+            time.sleep(0.01)
         try:
             self.backend.move_to(target, move.speed)
         except InvalidParameters as exc:  # e.g. beyond a serial controller's travel

@@ -147,6 +147,12 @@ class SimArmBackend(ArmBackend):
             self._end_time = self.now() + trajectory.duration
         self._traj_pub.publish(trajectory_msg(trajectory))
 
+    def unconnected(self) -> str:
+        for pub in (self._traj_pub, self._grip_pub):
+            if pub.get_subscription_count() == 0:
+                return f"nothing subscribes {pub.topic_name} yet"
+        return ""
+
     def stop(self) -> None:
         msg = JointTrajectory()
         msg.joint_names = list(self._names)

@@ -64,6 +64,9 @@ class SimConveyorBackend(ConveyorBackend):
         if self.on_state is not None:
             self.on_state(st)
 
+    def unconnected(self) -> str:
+        return "" if self._pub.get_subscription_count() else f"nothing subscribes {self._pub.topic_name} yet"
+
     def move_to(self, target: float, speed: float) -> None:
         self._pub.publish(Float64MultiArray(data=[float(target), float(speed)]))
 
