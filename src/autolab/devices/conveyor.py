@@ -134,11 +134,13 @@ class ConveyorController:
     """Runs one belt move at a time in the caller's thread; e-stop arrives from another thread."""
 
     def __init__(self, backend: ConveyorBackend, planner: ConveyorPlanner, poll_s: float = 0.005,
-                 wall_factor: float = 4.0, sleep: Callable[[], None] | None = None, stall_s: float = 1.0) -> None:
+                 wall_factor: float = 4.0, sleep: Callable[[], None] | None = None, stall_s: float = 1.0,
+                 connect_s: float = 20.0) -> None:
         """`sleep` is one polling pause; an in-process engine backend passes a physics step instead."""
         self.backend = backend
         self.planner = planner
         self.poll_s = poll_s
+        self.connect_s = connect_s  # wall seconds a move waits for its command channel to connect
         self.wall_factor = wall_factor
         self.stall_s = stall_s  # no belt progress for this long (backend seconds): it has stalled
         self._sleep = sleep or (lambda: time.sleep(poll_s))
@@ -163,13 +165,15 @@ class ConveyorController:
         target = start + move.distance
         if abs(move.distance) < 1e-9:
             return "NONE", f"already at {move.station}", start
-        connect_end = time.monotonic() + 20.0
+        connect_end = time.monotonic() + self.connect_s
         while self.backend.unconnected():
+            if self._estop.is_set():
+                return "ESTOP", f"stopped: {self._reason}", start
             if cancel():
                 return "CANCELED", "canceled", start
             if time.monotonic() > connect_end:
-                return "BACKEND_FAILURE", f"{self.backend.unconnected()} after 20 s", start
-            time.sleep(0.01)
+                return "BACKEND_FAILURE", f"{self.backend.unconnected()} after {self.connect_s:.0f} s", start
+            time.sleep(self.poll_s)
         try:
             self.backend.move_to(target, move.speed)
         except InvalidParameters as exc:  # e.g. beyond a serial controller's travel
