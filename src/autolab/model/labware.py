@@ -224,6 +224,12 @@ class Plate:
             self.well(name).content = Liquid(liquid.volume_ul, dict(liquid.amounts_nmol))
 
 
+def well_list(wells: Sequence[str], limit: int = 24) -> str:
+    """Wells for a message: the first `limit` by name, then how many more."""
+    shown = ", ".join(wells[:limit])
+    return shown + (f" and {len(wells) - limit} more" if len(wells) > limit else "")
+
+
 def broadcast(values: Sequence, n: int, what: str) -> list:
     """One value per item, or one value for all; anything else is an error naming `what`."""
     values = list(values)

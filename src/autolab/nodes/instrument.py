@@ -46,6 +46,7 @@ from autolab.devices.instruments import (
     InstrumentStatus,
     OperationResult,
 )
+from autolab.model.labware import well_list
 from autolab.nodes.params import param_msg, params_from_msg
 from autolab.nodes.qos import LATCHED
 from autolab.nodes.runtime import StartupError, run_node
@@ -79,10 +80,9 @@ def done_summary(partial: OperationResult | None) -> str:
     wells = [str(w) for w in data.get("wells_done") or []]  # a serial link drops an empty list
     if not wells:
         return "; nothing was pipetted"
-    shown = ", ".join(wells[:24]) + (f" and {len(wells) - 24} more" if len(wells) > 24 else "")
     return (
         f"; done before the stop: {data.get('columns_done', '?')} of {data.get('columns', '?')} column(s), "
-        f"{len(wells)} well(s) ({shown}); the rest not pipetted"
+        f"{len(wells)} well(s) ({well_list(wells)}); the rest not pipetted"
     )
 
 

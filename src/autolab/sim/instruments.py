@@ -25,7 +25,16 @@ import numpy as np
 from autolab.devices.errors import DeviceError, DeviceFault, InvalidParameters, LiquidHandlingError, NotReady
 from autolab.devices.instruments import InstrumentBackend, InstrumentStatus, OperationResult, Progress
 from autolab.model.errors import LabwareError, UnknownReagent, VolumeError, WellNameError
-from autolab.model.labware import DEFAULT_PLATE, VOLUME_EPS_UL, Liquid, Plate, PlateGeometry, Reagent, broadcast
+from autolab.model.labware import (
+    DEFAULT_PLATE,
+    VOLUME_EPS_UL,
+    Liquid,
+    Plate,
+    PlateGeometry,
+    Reagent,
+    broadcast,
+    well_list,
+)
 from autolab.model.labware import dispense as model_dispense
 from autolab.model.labware import transfer as model_transfer
 from autolab.sim.liquids import LiquidWorld, ReaderOptics, absorbance
@@ -483,12 +492,7 @@ class _Pipetting:
             return "nothing was pipetted"
         wells = self.nest_wells[: self.steps_done]
         columns = "column 1" if self.done == 1 else f"columns 1-{self.done}"
-        return f"{columns} of {self.cycles} done ({len(wells)} well(s): {_well_list(wells)}), the rest not pipetted"
-
-
-def _well_list(wells: Sequence[str], limit: int = 24) -> str:
-    shown = ", ".join(wells[:limit])
-    return shown + (f" and {len(wells) - limit} more" if len(wells) > limit else "")
+        return f"{columns} of {self.cycles} done ({len(wells)} well(s): {well_list(wells)}), the rest not pipetted"
 
 
 def _per_step(values: Sequence[Any], n: int, name: str) -> list[Any]:
