@@ -190,7 +190,7 @@ class SimNode(Node):
                 self._publish_states(now)
             if now >= next_lw - _EPS:
                 next_lw = _next_due(next_lw, self._labware_period, now)
-                self._lw_pub.publish(self._labware_msg(now, ()))
+                self._publish_labware(now)
             if renderer is not None and now >= next_cam - _EPS:
                 next_cam = _next_due(next_cam, self._camera_period, now)
                 with self.sim.lock:
@@ -204,6 +204,16 @@ class SimNode(Node):
                     wall0, sim0 = time.monotonic(), now
 
     def _publish_states(self, now: float) -> None:
+        # Read and publish under the world's lock: a reset or spawn publishes its own state before it
+        # answers, and a sample read before it must not be published after it (the topics are latched).
+        with self.sim.lock:
+            self._publish_states_locked(now)
+
+    def _publish_labware(self, now: float) -> None:
+        with self.sim.lock:
+            self._lw_pub.publish(self._labware_msg(now, ()))
+
+    def _publish_states_locked(self, now: float) -> None:
         stamp = _stamp(now)
         js = self.sim.joint_state()
         msg = JointState()
@@ -338,7 +348,11 @@ class SimNode(Node):
             self.get_logger().warning(f"safety stop ({msg.reason or 'no reason given'}): arm frozen, belt stopped")
 
     def _on_reset(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        self.sim.reset()
+        with self.sim.lock:
+            self.sim.reset()
+            # The latched topics show the reset world before the caller hears "done".
+            self._publish_states(self.sim.time)
+            self._publish_labware(self.sim.time)
         if self._liquids is not None:
             self._liquids.world.clear()
         res.success = True
@@ -354,6 +368,7 @@ class SimNode(Node):
         except SpawnError as exc:
             res.success, res.message = False, str(exc)
             return res
+        self._publish_labware(self.sim.time)
         res.success = True
         res.message = f"spawned {st.id} ({st.type}, ArUco id {st.aruco_id}) at {req.location.id}"
         self.get_logger().info(res.message)
