@@ -193,7 +193,7 @@ def test_plates_crossing_in_opposite_orders_park_one_plate_and_both_finish(tmp_p
         assert not overlaps(arm), "two goals ran on the arm at once"
         for plate, home in (("plate1", "hotel1.slot1"), ("plate2", "hotel1.slot2")):
             assert ex.tracker.location(plate) == cell.labware_at[plate] == home
-        assert cell.labware_at["plate3"] == "hotel1.slot3" and not ex.deadlocks()
+        assert cell.labware_at["plate3"] == "hotel1.slot3" and not ex.deadlock.cycles()
         assert not ex.reservations.held()
     finally:
         store.close()
@@ -204,7 +204,7 @@ def test_deadlock_policy_report_leaves_the_deadlock_to_an_operator():
     a, b = crossing(ex)
     ex.run_until_done(limit_s=600)
     assert not a.done and not b.done and not parks(cell)
-    assert sorted(map(sorted, ex.deadlocks())) == [sorted([a.run_id, b.run_id])]
+    assert sorted(map(sorted, ex.deadlock.cycles())) == [sorted([a.run_id, b.run_id])]
     for item in ex.queue():
         (msg,) = [w["message"] for w in item["waiting"] if w["waiting_for"] == "deadlock"]
         assert "move one plate" in msg and "could not park" not in msg
@@ -212,7 +212,7 @@ def test_deadlock_policy_report_leaves_the_deadlock_to_an_operator():
     ex.tracker.moved("plate2", "deck.1")
     cell.labware_at["plate2"] = "deck.1"
     ex.run_until_done()
-    assert a.status == "succeeded" and not ex.deadlocks()
+    assert a.status == "succeeded" and not ex.deadlock.cycles()
 
 
 def test_unknown_deadlock_policy_is_refused():
@@ -344,7 +344,7 @@ def test_an_estop_during_the_park_fails_the_run_as_for_any_transfer():
     ex.run_until_done(limit_s=600)
     assert b.status == "failed" and b.error_code == "ESTOP" and "while parking 'plate2' in deck.1" in b.error_msg
     assert ex.tracker.location("plate2") == cell.labware_at["plate2"] == "sealer1.nest"
-    assert not a.done and not ex.deadlocks()  # a waits for the nest plate2 still sits in
+    assert not a.done and not ex.deadlock.cycles()  # a waits for the nest plate2 still sits in
 
 
 def test_the_parking_place_is_a_hotel_slot_before_a_deck_position_and_takes_the_plate():

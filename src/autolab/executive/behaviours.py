@@ -109,8 +109,7 @@ class DeviceStep(StepBehaviour):
     def _reserve_and_start(self, now: float) -> Status:
         ctx = self.ctx
         self._phase, self._parking = "reserve", None
-        if ctx.paused:
-            ctx.waits[self.path] = Wait(self.path, "operator:resume", "", "paused by an operator; resume to go on")
+        if self._held_by_pause():
             return Status.RUNNING
         try:
             call = self._make_call(ctx)
@@ -128,12 +127,17 @@ class DeviceStep(StepBehaviour):
             return Status.RUNNING
         return self._start(call, now)
 
+    def _held_by_pause(self) -> bool:
+        """Whether an operator's pause keeps this step from reserving anything (the wait says so)."""
+        if self.ctx.paused:
+            self.ctx.waits[self.path] = Wait(self.path, "operator:resume", "", "paused by an operator; resume to go on")
+        return self.ctx.paused
+
     def _park(self, park: ParkRequest, now: float) -> Status:
         """Move the plate to the parking place: a transfer like any other, started without blocking."""
         ctx = self.ctx
         self._phase, self._parking = "reserve", park
-        if ctx.paused:
-            ctx.waits[self.path] = Wait(self.path, "operator:resume", "", "paused by an operator; resume to go on")
+        if self._held_by_pause():
             return Status.RUNNING
         if ctx.tracker.location(park.labware) != park.source:  # moved meanwhile: the scheduler looks again
             ctx.park = None

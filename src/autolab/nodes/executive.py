@@ -25,10 +25,11 @@ from rclpy.task import Future
 
 from autolab.devices.errors import InvalidParameters
 from autolab.executive.context import LabwareTracker, parking_places
+from autolab.executive.deadlock import DEADLOCK_POLICIES
 from autolab.executive.devices import DeviceCall, DeviceResult, MonotonicClock
 from autolab.executive.errors import BTXMLError, ExecutiveError
 from autolab.executive.preflight import CellFacts, PreflightFailed, preflight
-from autolab.executive.scheduler import DEADLOCK_POLICIES, Executive, Run
+from autolab.executive.scheduler import Executive, Run
 from autolab.model.protocol import ParameterError, Protocol, ProtocolError, load_protocol, parse_protocol
 from autolab.nodes.params import param_msg, params_from_msg
 from autolab.nodes.qos import LATCHED
