@@ -129,8 +129,10 @@ class Tolerances:
     settle_s: float = 1.5  # sim seconds after a trajectory's end to reach the goal
     gripper_s: float = 4.0  # sim seconds for the gripper to open or close
     # Commands start on receipt, but waits are timed from sending: on a loaded machine with the sim
-    # several times faster than real time, delivery alone can take a few sim seconds.
+    # several times faster than real time, delivery alone can take a few sim seconds. Latency is wall
+    # time, so a wait also never times out before `delivery_wall_s` of wall time (however fast the sim).
     delivery_s: float = 6.0
+    delivery_wall_s: float = 3.0
     place_mm: float = 5.0
     place_deg: float = 3.0
     drop_s: float = 0.25  # contact lost this long (backend seconds) while carrying: dropped
@@ -219,13 +221,13 @@ class ArmController:
     def _wait(self, done: Callable[[], bool], sim_timeout: float, cancel: Callable[[], bool], what: str,
               on_tick: Callable[[], None] | None = None) -> None:
         """Wait for `done` within `sim_timeout` backend seconds (and a wall-clock bound)."""
-        t0 = self.backend.now()
-        wall_end = time.monotonic() + sim_timeout * self.tol.wall_factor + 10.0
+        t0, wall0 = self.backend.now(), time.monotonic()
+        wall_end = wall0 + sim_timeout * self.tol.wall_factor + 10.0
         while not done():
             self._check_interrupts(cancel)
             if on_tick is not None:
                 on_tick()
-            if self.backend.now() - t0 > sim_timeout:
+            if self.backend.now() - t0 > sim_timeout and time.monotonic() - wall0 > self.tol.delivery_wall_s:
                 raise _Abort("TIMEOUT", f"timed out waiting for {what} ({sim_timeout:.1f} s)")
             if time.monotonic() > wall_end:
                 raise _Abort("TIMEOUT", f"timed out waiting for {what}: the backend clock is not advancing")

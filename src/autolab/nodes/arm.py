@@ -40,6 +40,7 @@ from autolab.devices.trajectory import Trajectory
 from autolab.model.errors import DescriptionError
 from autolab.model.inventory import IN_GRIPPER, Inventory, TrackedItem
 from autolab.model.workcell import load_workcell
+from autolab.nodes.feedback import FeedbackGate
 from autolab.nodes.qos import COMMAND, LATCHED
 from autolab.nodes.runtime import StartupError, run_node
 from autolab.nodes.safety_watch import SafetyWatch
@@ -347,6 +348,7 @@ class ArmNode(Node):
         self._goal_id = ""
         self._last_error = (0, "")
         self._published_inventory = -1
+        self._status_lock = threading.Lock()
         self._belt: dict[str, tuple[dict[str, float], float | None]] = self._conveyor_stations()
 
         self._state_pub = self.create_publisher(DeviceState, "~/state", LATCHED)
@@ -486,9 +488,12 @@ class ArmNode(Node):
             except ValueError as exc:
                 return self._finish_move(handle, result, Outcome("INVALID_GOAL", f"bad orientation: {exc}"))
 
+        gate = FeedbackGate()
+
         def feedback(phase: str, progress: float, q: np.ndarray) -> None:
-            handle.publish_feedback(MoveArm.Feedback(progress=float(progress), phase=phase,
-                                                     joint_positions=[float(v) for v in q]))
+            if gate.due(phase):
+                handle.publish_feedback(MoveArm.Feedback(progress=float(progress), phase=phase,
+                                                         joint_positions=[float(v) for v in q]))
 
         try:
             outcome = self.controller.move(kind, lambda: handle.is_cancel_requested, feedback,
@@ -514,8 +519,11 @@ class ArmNode(Node):
         if self._refused(handle, f"transfer {goal.source.id} -> {goal.destination.id}", result):
             return result
 
+        gate = FeedbackGate()
+
         def feedback(phase: str, progress: float) -> None:
-            handle.publish_feedback(Transfer.Feedback(phase=phase, progress=float(progress)))
+            if gate.due(phase):
+                handle.publish_feedback(Transfer.Feedback(phase=phase, progress=float(progress)))
 
         try:
             if not goal.source.id or not goal.destination.id:
@@ -578,6 +586,12 @@ class ArmNode(Node):
 
     # --- status ---------------------------------------------------------------------------------------
     def _publish_status(self) -> None:
+        # One publisher at a time (timer, goal threads, safety): each reads the state and publishes it
+        # before the next reads, so a sample taken before a goal ended is never latched after its end.
+        with self._status_lock:
+            self._publish_status_locked()
+
+    def _publish_status_locked(self) -> None:
         now = self.get_clock().now().to_msg()
         st = DeviceState()
         st.header.stamp = now

@@ -141,6 +141,9 @@ class ConveyorNode(Node):
         self._active = ""
         self._last_error = (0, "")
         self._last_belt: tuple = ()
+        # Timer, goal threads and belt samples all publish: one at a time, each reading then publishing,
+        # so an older sample is never latched after a newer one.
+        self._pub_lock = threading.RLock()
         self._state_pub = self.create_publisher(DeviceState, "~/state", LATCHED)
         self._belt_pub = self.create_publisher(ConveyorState, "~/conveyor_state", LATCHED)
         self.safety = SafetyWatch(self, on_stop=self._on_safety_stop, require_safety=p["require_safety"])
@@ -159,9 +162,10 @@ class ConveyorNode(Node):
     def _on_belt(self, st: BeltState) -> None:
         """Republish the belt when something a consumer cares about changed (not every sample)."""
         key = (round(st.position, 3), st.moving, tuple(sorted(st.presence.items())))
-        if key != self._last_belt:
-            self._last_belt = key
-            self._publish_belt()
+        with self._pub_lock:
+            if key != self._last_belt:
+                self._last_belt = key
+                self._publish_belt()
 
     def _plan(self, goal: ConveyorMove.Goal, presence) -> BeltMove:
         if goal.mode == ConveyorMove.Goal.MODE_TO_STATION:
@@ -221,6 +225,10 @@ class ConveyorNode(Node):
         return result
 
     def _publish_belt(self) -> None:
+        with self._pub_lock:
+            self._publish_belt_locked()
+
+    def _publish_belt_locked(self) -> None:
         st = self.backend.state()
         msg = ConveyorState()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -233,6 +241,10 @@ class ConveyorNode(Node):
         self._belt_pub.publish(msg)
 
     def _publish(self) -> None:
+        with self._pub_lock:
+            self._publish_locked()
+
+    def _publish_locked(self) -> None:
         st = DeviceState()
         st.header.stamp = self.get_clock().now().to_msg()
         st.device_id, st.device_type, st.backend = self.device_id, "conveyor", self.backend.name

@@ -112,6 +112,7 @@ class InstrumentNode(Node):
         self._store_url = p["store_url"]
         self._store = None
         self._store_lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._busy = threading.Lock()
         self._active = ("", "")  # (operation, goal id)
         self._last_error = (0, "")
@@ -225,8 +226,13 @@ class InstrumentNode(Node):
             status.occupant = self._world_occupant  # the device senses a plate; the world knows which
         return status
 
-    def publish_state(self, status: InstrumentStatus | None = None) -> None:
-        status = status or self._status()
+    def publish_state(self) -> None:
+        # Timer, goal and pose callbacks all publish: one at a time, each reading then publishing, so a
+        # status read before a goal ended is never latched after the state its end published.
+        with self._state_lock:
+            self._publish_state_locked(self._status())
+
+    def _publish_state_locked(self, status: InstrumentStatus) -> None:
         msg = DeviceState()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.device_id, msg.device_type, msg.backend = self.device_id, self.device_type, self.backend_name
