@@ -47,7 +47,7 @@ def test_a_run_acknowledged_before_an_executive_kill_9_is_all_in_the_store(start
         ros_args=["-r", "__node:=reader1", "-p", "time_scale:=20.0", "-p", f"store_url:={url}"],
     )
     executive = start_node(
-        "autolab.nodes.executive", env=env, ros_args=["-p", f"store_url:={url}", "-p", "server_wait_s:=5.0"]
+        "autolab.nodes.executive", env=env, ros_args=["-p", f"store_url:={url}", "-p", "server_wait_s:=30.0"]
     )
     client = SyncClient(client_node, client_node.executor_for_test)
     client.send_goal(RunProtocol, "executive/run_protocol", RunProtocol.Goal(protocol_yaml=PROTOCOL), timeout=60.0)

@@ -10,6 +10,7 @@ from autolab.devices.drivers.keyence_sr import KeyenceSR
 from autolab.devices.emulators.keyence_sr import KeyenceSrEmulator
 from autolab.devices.errors import DeviceFault, DeviceTimeout, FramingError, InvalidOperation
 from autolab.devices.instruments import Instrument
+from support.ros import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,6 +30,7 @@ def scan(instr: Instrument):
     deadline = time.monotonic() + 5
     while not instr.backend.progress().done:
         assert time.monotonic() < deadline
+        time.sleep(0.005)  # not a busy loop: the emulator's thread needs the GIL to answer
     return instr.backend.result()
 
 
@@ -52,8 +54,7 @@ def test_silent_reader_times_out_and_sends_loff(scanner):
     emu.faults["silence"] = 1
     with pytest.raises(DeviceTimeout, match="silent after LON"):
         scan(instr)
-    time.sleep(0.1)
-    assert emu.received[-1] == b"LOFF"
+    wait_for(lambda: emu.received[-1:] == [b"LOFF"], 5.0, "LOFF at the emulator")
 
 
 def test_garbage_is_a_framing_error(scanner):

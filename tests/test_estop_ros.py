@@ -43,6 +43,8 @@ def test_estop_mid_transfer_stops_the_arm_and_refuses_motion_until_reset(cell, c
     try:
         goal = Transfer.Goal()
         goal.source.id, goal.destination.id, goal.labware.id = "hotel1.slot2", "sealer1.nest", "plate2"
+        goal.velocity_scale = 0.4  # a long carry: the stop lands in it however loaded the machine
+        cell.service(EStop, "/safety/estop")  # discovered now, not inside the carry
         phases: list[str] = []
         handle = cell.send_goal(Transfer, "/arm/transfer", goal, feedback=lambda f: phases.append(f.phase))
         cell.spin_until(lambda: "carry" in phases, 120, "the carry phase")
@@ -51,15 +53,17 @@ def test_estop_mid_transfer_stops_the_arm_and_refuses_motion_until_reset(cell, c
 
         r = cell.call(EStop, "/safety/estop", EStop.Request(source="test", reason="mid-carry"))
         assert r.success and r.state.estop_latched
-        t_stop = samples[-1][0]  # sim time when the latch was confirmed (samples are timed by the sim)
+        # Sim time when the latch was confirmed (samples are timed by the sim). Under load the test's
+        # own samples lag, so this may be earlier than the latch: the window below allows for that.
+        t_stop = samples[-1][0]
         status, result = cell.result(handle, 30)
         assert result.error_code == Transfer.Result.ESTOP, result.error_msg
         assert "e-stop" in result.error_msg
 
-        # The arm is at rest within half a second (sim time) of the latch: the node stopped it, and the
-        # servos took the momentum out.
-        cell.spin_until(lambda: samples[-1][0] > t_stop + 1.5, 20, "joint states after the stop")
-        after = [v for t, v in samples if t > t_stop + 0.5]
+        # The arm is at rest soon after the latch (within a second of sim time of the test seeing it):
+        # the node stopped it, and the servos took the momentum out.
+        cell.spin_until(lambda: samples[-1][0] > t_stop + 2.5, 20, "joint states after the stop")
+        after = [v for t, v in samples if t > t_stop + 1.0]
         assert after and max(after) < 0.05, (moving_speed, after[:10])
         assert moving_speed > 0.1
 

@@ -51,7 +51,7 @@ def cell(start_node, tmp_path_factory):
 
     def start_executive():
         proc = start_node("autolab.nodes.executive", name="executive", env=env,
-                          ros_args=["-p", f"store_url:={url}", "-p", "server_wait_s:=5.0"])
+                          ros_args=["-p", f"store_url:={url}", "-p", "server_wait_s:=30.0"])
         state["proc"] = proc
         return proc
 

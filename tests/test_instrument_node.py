@@ -69,8 +69,14 @@ def place(client, pub, device: str, labware_id: str) -> None:
         item.confidence = 1.0
         msg.items = [item]
     pub.publish(msg)
+    # The nest's occupant by id: the device may still report the plate of an earlier test.
+    expected = [labware_id] if labware_id else []
     client.wait_message(
-        DeviceState, f"/{device}/state", LATCHED, timeout=10.0, predicate=lambda s: s.occupied == bool(labware_id)
+        DeviceState,
+        f"/{device}/state",
+        LATCHED,
+        timeout=10.0,
+        predicate=lambda s: s.occupied == bool(labware_id) and [i.id for i in s.labware] == expected,
     )
 
 
@@ -244,16 +250,38 @@ def test_open_door_blocks_a_read_until_closed(cell):
     )
 
 
-def test_cancel_stops_a_running_read(cell):
+def test_cancel_stops_a_running_read(cell, start_node, store_url):
     from action_msgs.msg import GoalStatus
 
+    from autolab.nodes.qos import LATCHED
     from autolab_interfaces.action import InstrumentRun
+    from autolab_interfaces.msg import DeviceState
 
     client, pub = cell
-    place(client, pub, "reader1", "plate1")
+    # A reader of its own at real time: a whole-plate read takes 11 s, so the cancel lands mid-read
+    # however loaded the machine (at the module's time scale it would be over in half a second).
+    start_node(
+        "autolab.nodes.instrument",
+        name="reader_rt",
+        ros_args=[
+            "-r",
+            "__node:=reader_rt",
+            "-p",
+            "type:=plate_reader",
+            "-p",
+            "backend:=sim",
+            "-p",
+            "time_scale:=1.0",
+            "-p",
+            f"store_url:={store_url}",
+        ],
+    )
+    client.wait_message(DeviceState, "/reader_rt/state", LATCHED, timeout=30.0)
+    place(client, pub, "reader_rt", "plate1")
     goal = InstrumentRun.Goal(operation="read_absorbance", parameters=[param("wavelength_nm", 450.0)])
-    handle = client.send_goal(InstrumentRun, "/reader1/run", goal)
-    client.spin_for(0.2)
+    feedback: list = []
+    handle = client.send_goal(InstrumentRun, "/reader_rt/run", goal, feedback=feedback.append)
+    client.spin_until(lambda: any(f.phase == "reading" for f in feedback), 10.0, "the read to start")
     client.cancel(handle)
     status, result = client.result(handle, timeout=10.0)
     assert status == GoalStatus.STATUS_CANCELED and result.error_code == InstrumentRun.Result.CANCELED
@@ -261,7 +289,7 @@ def test_cancel_stops_a_running_read(cell):
     assert (
         run(
             client,
-            "reader1",
+            "reader_rt",
             "read_absorbance",
             [param("wavelength_nm", 450.0), param("wells", "A1")],
         ).error_code
@@ -314,7 +342,7 @@ def test_cancelled_dispense_keeps_the_columns_done_and_the_records_say_which(cel
 def test_estop_aborts_a_running_operation_and_refuses_new_ones_until_reset(cell, start_node):
     from autolab.nodes.qos import LATCHED
     from autolab_interfaces.action import InstrumentRun
-    from autolab_interfaces.msg import SafetyState
+    from autolab_interfaces.msg import DeviceState, SafetyState
     from autolab_interfaces.srv import EStop
 
     client, pub = cell
@@ -332,5 +360,13 @@ def test_estop_aborts_a_running_operation_and_refuses_new_ones_until_reset(cell,
     assert refused.error_code == InstrumentRun.Result.ESTOP
     client.call(EStop, "/safety/reset", EStop.Request(source="test"))
     client.wait_message(SafetyState, "/safety/state", LATCHED, timeout=10.0, predicate=lambda s: s.motion_allowed)
+    # The liquid handler has heard the reset too (its own state leaves ESTOPPED), not just the safety node.
+    client.wait_message(
+        DeviceState,
+        "/liquid_handler1/state",
+        LATCHED,
+        timeout=10.0,
+        predicate=lambda s: s.state != DeviceState.STATE_ESTOPPED,
+    )
     ok = run(client, "liquid_handler1", "open_door")
     assert ok.error_code == 0, ok.error_msg

@@ -62,9 +62,18 @@ def test_respawning_process_is_restarted_up_to_its_retry_limit(tmp_path):
 
 
 def test_exit_of_a_required_process_stops_all_others(tmp_path):
-    required = ProcessSpec(label="leader", cmd=py("import time; time.sleep(0.5); raise SystemExit(4)"),
-                           required=True)
-    other = ProcessSpec(label="follower", cmd=SLEEPER)
+    # The leader dies only once the follower can take SIGINT (however slowly Python starts under load).
+    ready = tmp_path / "follower-ready"
+    required = ProcessSpec(label="leader", cmd=py(f"""
+        import os, time
+        deadline = time.monotonic() + 30
+        while not os.path.exists({str(ready)!r}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise SystemExit(4)
+    """), required=True)
+    follower_cmd = py(textwrap.dedent(SLEEPER[-1]).replace(
+        'print("ready", flush=True)', f'print("ready", flush=True); open({str(ready)!r}, "w").close()'))
+    other = ProcessSpec(label="follower", cmd=follower_cmd)
     lines, echo = collect()
     sup = Supervisor([required, other], tmp_path, echo=echo)
     sup.start()

@@ -6,6 +6,7 @@ The camera has its own module (test_sim_camera.py): rendering is slow in softwar
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import pytest
 
@@ -135,36 +136,47 @@ def test_sim_follows_a_joint_trajectory(fresh, client_node):
 
 
 def test_estop_on_the_real_safety_node_freezes_the_arm_mid_motion(fresh, client_node):
+    from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
 
-    from autolab.nodes.qos import COMMAND
+    from autolab.nodes.qos import COMMAND, STREAM
     from autolab_interfaces.srv import EStop
 
     client = fresh
     start = _joint_positions(client)
+    # A slow move (60 s of sim time, a few seconds of wall time unthrottled): the stop lands mid-way
+    # however loaded the machine, and the e-stop service is discovered before the move starts.
     goal = start["shoulder_pan_joint"] - 1.5
+    client.service(EStop, "/safety/estop", timeout=10.0)
+    latest: deque = deque(maxlen=1)
+    sub = client_node.create_subscription(JointState, "/joint_states", lambda m: latest.append(m), STREAM)
     pub = client_node.create_publisher(JointTrajectory, "/sim/arm/joint_trajectory", COMMAND)
+
+    def pan() -> float:
+        return dict(zip(latest[-1].name, latest[-1].position, strict=True))["shoulder_pan_joint"]
+
+    def at_rest() -> bool:
+        return bool(latest) and max(abs(v) for v in latest[-1].velocity) < 1e-3
+
     try:
         client.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "the sim's trajectory subscription")
-        pub.publish(_trajectory({"shoulder_pan_joint": goal}, 6.0))
-        client.spin_until(
-            lambda: _joint_positions(client)["shoulder_pan_joint"] < start["shoulder_pan_joint"] - 0.1,
-            30.0,
-            "the arm to start moving",
-        )
+        client.spin_until(lambda: bool(latest), 10.0, "joint states")
+        pub.publish(_trajectory({"shoulder_pan_joint": goal}, 60.0))
+        client.spin_until(lambda: pan() < start["shoulder_pan_joint"] - 0.1, 30.0, "the arm to start moving")
         assert client.call(EStop, "/safety/estop", EStop.Request(source="test", reason="drill"), timeout=10.0).success
-        client.spin_for(1.0)
-        frozen = _joint_positions(client)["shoulder_pan_joint"]
+        client.spin_until(at_rest, 10.0, "the arm to stop")
+        frozen = pan()
         client.spin_for(2.0)
-        later = _joint_positions(client)["shoulder_pan_joint"]
+        later = pan()
         assert later == pytest.approx(frozen, abs=0.002), "the arm holds still while the e-stop is latched"
         assert later > goal + 0.3, "the arm stopped well short of the trajectory's end"
         # A trajectory sent while latched is refused; reset does not resume the old one.
         pub.publish(_trajectory({"shoulder_pan_joint": goal}, 1.0))
         client.spin_for(1.0)
-        assert _joint_positions(client)["shoulder_pan_joint"] == pytest.approx(frozen, abs=0.002)
+        assert pan() == pytest.approx(frozen, abs=0.002)
     finally:
         client_node.destroy_publisher(pub)
+        client_node.destroy_subscription(sub)
 
 
 def test_gripper_state_and_labware_poses_report_the_initial_world(fresh):

@@ -50,12 +50,20 @@ class SyncClient:
         return future.result()
 
     # --- services -----------------------------------------------------------
-    def call(self, srv_type: Any, name: str, request: Any = None, timeout: float = 10.0) -> Any:
+    def service(self, srv_type: Any, name: str, timeout: float = 10.0) -> Any:
+        """The (cached) client of service `name`, once the service is ready.
+
+        Call it ahead of a time-critical `call` so that discovery does not happen inside it.
+        """
         key = ("srv", name)
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = self.node.create_client(srv_type, name)
         self.spin_until(client.service_is_ready, timeout, f"service {name}")
+        return client
+
+    def call(self, srv_type: Any, name: str, request: Any = None, timeout: float = 10.0) -> Any:
+        client = self.service(srv_type, name, timeout)
         future = client.call_async(request if request is not None else srv_type.Request())
         return self.wait_future(future, timeout, f"response of {name}")
 
