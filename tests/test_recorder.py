@@ -99,6 +99,9 @@ def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(ce
         "the start document to come back on /recorder/documents",
         spin=spin,
     )
+    # The start document comes back just before the recording opens: wait for its file.
+    mcap_path = cell["root"] / "runs" / run_id / f"{run_id}.mcap"
+    wait_for(mcap_path.is_file, 10, "the run's MCAP file to open", spin=spin)
     t0 = time.monotonic()
     n_joints = n_images = 0
     # At least 2 s, and until far more images went out than 2 Hz lets through (however slow this machine).
@@ -121,6 +124,7 @@ def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(ce
     path = next(a.path for a in store.artifacts(run_id) if a.kind == "mcap")
     counts: dict[str, int] = {}
     image_times: list[int] = []
+    joint_seq: list[int] = []  # which of the published joint states were recorded, in order
     with open(path, "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         assert reader.get_header().profile == "ros2"
@@ -129,10 +133,13 @@ def test_a_run_is_recorded_to_mcap_with_rate_limited_images_and_latched_state(ce
             counts[channel.topic] = counts.get(channel.topic, 0) + 1
             if channel.topic == "/camera/image_raw":
                 image_times.append(msg.log_time)
+            if channel.topic == "/joint_states":
+                joint_seq.append(round(decoded.position[0] * 10))
             if channel.topic == "/arm/state":
                 assert decoded.device_id == "arm"
     assert counts.get("/arm/state", 0) >= 1
-    assert counts.get("/joint_states", 0) >= n_joints // 4  # a KEEP_LAST 10 queue may drop some under load
+    # In publishing order, none twice; a KEEP_LAST 10 queue may drop some under load.
+    assert joint_seq == sorted(set(joint_seq)) and len(joint_seq) >= n_joints // 4, (n_joints, joint_seq)
     # At most 2 Hz by the recorder's own clock (its log times), however late images reached it.
     gaps = sorted(b - a for a, b in zip(image_times, image_times[1:], strict=False))
     assert 1 <= len(image_times) < n_images and (not gaps or gaps[0] >= 500_000_000), (len(image_times), gaps[:3])
@@ -221,7 +228,7 @@ def test_on_a_shared_store_a_cell_recorder_follows_only_its_own_runs(cell, start
     seen: list[RunEvent] = []
     sub = client_node.create_subscription(RunEvent, "/recorder_cell/documents", seen.append, EVENTS)
     queue = client_node.create_publisher(QueueState, "/executive/queue", LATCHED)
-    start_node(
+    proc = start_node(
         "autolab.nodes.recorder",
         name="recorder_cell",
         ros_args=[
@@ -250,7 +257,11 @@ def test_on_a_shared_store_a_cell_recorder_follows_only_its_own_runs(cell, start
     queue.publish(QueueState(items=[QueueItem(run_id=ours, status=QueueItem.STATUS_RUNNING)]))
     RunDocuments(other_cell, store).start()
     RunDocuments(ours, store).start()
-    wait_for(lambda: any(e.run_id == ours for e in seen), 20, "our run's start document", spin=spin)
+    try:
+        wait_for(lambda: any(e.run_id == ours for e in seen), 30, "our run's start document", spin=spin)
+    except TimeoutError:
+        print(proc.output()[-4000:])
+        raise
     wait_for(lambda: (tmp_path / "runs" / ours / f"{ours}.mcap").is_file(), 10, "our run's MCAP file", spin=spin)
     spin(1.0)
     assert all(e.run_id != other_cell for e in seen)
