@@ -225,7 +225,7 @@ class Ros2ControlBackend(ArmBackend):
             raise StartupError(node.get_name(), "backend 'ros2_control' needs the control_msgs package "
                                                 "(ros-jazzy-control-msgs), which is not installed here; "
                                                 "use backend:=sim or install it") from exc
-        from rclpy.action import ActionClient
+        from autolab.nodes.action_client import ActionClient
 
         self._node = node
         self._names = tuple(model.chain.joint_names)

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
@@ -31,6 +31,7 @@ from autolab.executive.errors import BTXMLError, ExecutiveError
 from autolab.executive.preflight import CellFacts, PreflightFailed, preflight
 from autolab.executive.scheduler import Executive, Run
 from autolab.model.protocol import ParameterError, Protocol, ProtocolError, load_protocol, parse_protocol
+from autolab.nodes.action_client import ActionClient
 from autolab.nodes.params import param_msg, params_from_msg
 from autolab.nodes.qos import LATCHED
 from autolab.nodes.runtime import StartupError, run_node
@@ -242,7 +243,11 @@ class ExecutiveNode(Node):
         self._tick_group = MutuallyExclusiveCallbackGroup()
         self._group = ReentrantCallbackGroup()
         self.devices = RosDevices(self, self._tick_group, float(self.get_parameter("server_wait_s").value))
-        self.devices.on_result = self._tick
+        # A device result ticks at once, but in the tick group: done-callbacks of rclpy futures run as
+        # executor tasks outside any group, and a tick there raced the action clients' own callbacks (a
+        # goal sent while its client took the previous response lost the reply: ros2/rclpy#1123).
+        poke = self.create_guard_condition(self._tick, callback_group=self._tick_group)
+        self.devices.on_result = poke.trigger
         tracker = LabwareTracker({k: loc for k, (_t, loc) in self.cell.inventory.items()})
         self.core = Executive(self.devices, MonotonicClock(self.devices.now), self.store, tracker,
                               self.cell.device_types, max_active=max_active, workcell_hash=self.cell.workcell_hash,

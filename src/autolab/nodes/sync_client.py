@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rclpy.action import ActionClient
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.task import Future
+
+from autolab.nodes.action_client import ActionClient
 
 
 class ClientTimeout(TimeoutError):
