@@ -319,3 +319,19 @@ def test_documents_ingested_while_the_store_is_locked_are_stored_once_it_frees(c
         spin=spin,
     )
     assert [d["uid"] for d in store.documents(run_id)] == sent
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("param", "named"), [("queue_depth:=0", "queue_depth"), ("poll_period_s:=0.0", "poll_period_s")]
+)
+def test_bad_parameters_stop_the_recorder_at_start_with_a_sentence_naming_them(start_node, tmp_path, param, named):
+    proc = start_node(
+        "autolab.nodes.recorder",
+        name=f"recorder_bad_{named}",
+        ros_args=["-r", "__node:=recorder_bad", "-p", f"store_url:=sqlite:///{tmp_path / 'runs.db'}", "-p", param],
+    )
+    wait_for(lambda: not proc.alive(), 60.0, "the misconfigured recorder to exit")
+    assert proc.proc.returncode == 1
+    out = proc.output()
+    assert "cannot start" in out and named in out, out[-2000:]

@@ -24,7 +24,7 @@ shows or whose documents came in on its own ingest topic; the default `all`
 suits a store that belongs to one cell.
 
 Parameters: store_url (default: the default store), data_dir, topics,
-rate_limits, runs, poll_period_s, discovery_period_s.
+rate_limits, runs, poll_period_s, discovery_period_s, queue_depth.
 """
 
 from __future__ import annotations
@@ -86,12 +86,12 @@ def parse_rate_limits(entries: list[str]) -> list[tuple[str, float]]:
     return out
 
 
-def subscription_qos(publishers) -> QoSProfile:
+def subscription_qos(publishers, depth: int = 10) -> QoSProfile:
     """A QoS compatible with every publisher: latched only if all are, best-effort if any is."""
     reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
     latched = bool(publishers) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
     return QoSProfile(
-        depth=10,
+        depth=depth,
         history=HistoryPolicy.KEEP_LAST,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
@@ -115,6 +115,7 @@ class RecorderNode(Node):
         self.declare_parameter("rate_limits", DEFAULT_RATES)
         self.declare_parameter("poll_period_s", 0.05)
         self.declare_parameter("discovery_period_s", 1.0)
+        self.declare_parameter("queue_depth", 200)
         self.declare_parameter("runs", "all")
         try:
             self._rates = [
@@ -128,6 +129,9 @@ class RecorderNode(Node):
         discovery = float(self.get_parameter("discovery_period_s").value)
         if poll <= 0 or discovery <= 0:
             raise StartupError("recorder", "poll_period_s and discovery_period_s must be > 0")
+        self._queue_depth = int(self.get_parameter("queue_depth").value)
+        if self._queue_depth < 1:
+            raise StartupError("recorder", f"parameter queue_depth must be >= 1, got {self._queue_depth}")
         try:
             self.store = RunStore.open(self.get_parameter("store_url").value or None)
         except DataError as exc:
@@ -317,8 +321,11 @@ class RecorderNode(Node):
                 self.get_logger().warning(f"not recording {topic} ({type_name}): {exc}")
                 self._subs[topic] = (type_name, "", None)
                 continue
-            qos = subscription_qos(self.get_publishers_info_by_topic(topic))
             hz = next((rate for pattern, rate in self._rates if fnmatch.fnmatchcase(topic, pattern)), 0.0)
+            # A deep queue rides out a busy moment (a stalled second loses nothing at 50 Hz); a rate-limited
+            # topic (the camera) keeps a short one: most of its messages are dropped anyway, and they are big.
+            depth = 10 if hz > 0 else self._queue_depth
+            qos = subscription_qos(self.get_publishers_info_by_topic(topic), depth)
             self._limiters[topic] = RateLimiter(hz)
             sub = self.create_subscription(
                 msg_class, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True
