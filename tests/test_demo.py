@@ -53,7 +53,9 @@ def test_demo_fails_naming_the_cause_when_a_required_process_dies(domain_id, tmp
     launch.write_text(
         "launch:\n"
         "- node: {pkg: autolab, exec: safety_node, name: safety}\n"
-        "- executable: {cmd: \"python3 -c 'raise SystemExit(3)'\", name: doomed, on_exit: shutdown}\n")
+        # It dies a second after start: after the health checks can pass (the demo must still notice).
+        "- executable: {cmd: \"python3 -c 'import time; time.sleep(1.0); raise SystemExit(3)'\", name: doomed, "
+        "on_exit: shutdown}\n")
     res = demo(domain_id, "--graph-only", "--launch-file", str(launch), "--log-dir", str(tmp_path / "logs"),
                "--startup-timeout", "20", timeout=80)
     out = res.stdout + res.stderr

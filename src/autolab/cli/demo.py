@@ -29,6 +29,8 @@ from autolab.paths import data_path
 
 #: The plate-preparation protocol, under the names it has had.
 DEFAULT_PROTOCOLS = ("plate_preparation.yaml",)
+#: Seconds a healthy cell must stay up after its checks (a required process dying at start fails them).
+SETTLE_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,13 +141,20 @@ def _with_ros(args: argparse.Namespace, sup: Supervisor, expected: set[str], sta
     import rclpy
     from rclpy.node import Node
 
-    from autolab.nodes.sync_client import SyncClient
+    from autolab.nodes.sync_client import ClientTimeout, SyncClient
 
     rclpy.init(args=[])
     node = Node("autolab_demo")
     client = SyncClient(node)
     try:
         health = check_graph(client, sup, expected, args.startup_timeout)
+        if health.ok:
+            # Healthy means it stays up: a required process that dies just after start (however slowly a
+            # loaded machine starts it) fails the check instead of slipping past it.
+            with contextlib.suppress(ClientTimeout):
+                client.spin_until(lambda: sup.done, SETTLE_S, "the cell to stay up")
+            if sup.done:
+                health.add(False, "launch", f"the launch stopped: {sup.exit_reason}")
         print(f"autolab demo: cell {'healthy' if health.ok else 'NOT healthy'} "
               f"after {time.monotonic() - started:.1f} s", flush=True)
         if not health.ok:
